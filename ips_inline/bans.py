@@ -1,0 +1,130 @@
+"""Escalation from offences to bans, and the Enforcer interface bans go through.
+
+The engine reports offences; this decides when a source is banned and for how
+long (repeat bans last longer: base * factor**n, clamped to max_duration and to
+ipset's per-entry limit), caps new bans per minute, and never bans a
+whitelisted address. Enforcement itself (kernel ipset, or a recorder in replay)
+sits behind `Enforcer`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .config import IPSET_MAX_TIMEOUT, BanConfig
+from .tables import BoundedTable
+
+
+class Enforcer(Protocol):
+    def ban(self, ip: str, duration: int, detector: str, count: int) -> None:
+        """Make the kernel (or a recorder) drop `ip` for `duration` seconds.
+        Must not block the caller: the live enforcer queues to a worker."""
+        ...
+
+
+@dataclass
+class RecordingEnforcer:
+    """Replay's enforcer: remembers bans instead of touching the kernel."""
+
+    bans: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def ban(self, ip: str, duration: int, detector: str, count: int) -> None:
+        self.bans.append((ip, duration, detector))
+
+
+class Whitelist:
+    """CIDR membership on raw address bytes (4 or 16), as the engine holds them."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.v4 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 4]
+        self.v6 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 6]
+
+    def __contains__(self, raw: bytes) -> bool:
+        addr = int.from_bytes(raw, "big")
+        nets = self.v4 if len(raw) == 4 else self.v6
+        return any(addr & mask == net for net, mask in nets)
+
+
+class _History:
+    """Per source: offences in the current window per detector, and bans so far."""
+
+    __slots__ = ("seen", "offences", "bans", "banned_until")
+
+    def __init__(self, now: float) -> None:
+        self.seen = now
+        self.offences: dict[str, tuple[float, int]] = {}  # detector -> (window start, count)
+        self.bans = 0
+        self.banned_until = 0.0
+
+
+class BanManager:
+    def __init__(self, cfg: BanConfig, whitelist: Whitelist, enforcer: Enforcer) -> None:
+        self.cfg = cfg
+        self.whitelist = whitelist
+        self.enforcer = enforcer
+        # History outlives a ban: escalation needs to remember earlier ones.
+        ttl = max(cfg.offence_window, float(cfg.max_duration))
+        self.history = BoundedTable[bytes, _History]("offenders", cfg.max_tracked, ttl)
+        self.active: dict[bytes, float] = {}  # raw src -> ban expiry (engine time)
+        self.rate_capped = 0
+        self._minute_start = 0.0
+        self._minute_bans = 0
+        self.on_ban = None  # callback(src_raw, detector, duration, count) for EVE and metrics
+
+    def is_banned(self, src: bytes, now: float) -> bool:
+        until = self.active.get(src)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self.active[src]
+        return False
+
+    def offence(self, src: bytes, detector: str, ban_after: int, now: float) -> bool:
+        """Record one offence; ban when `ban_after` are reached inside the
+        window. Returns True if this offence caused a ban."""
+        entry = self.history.get(src, now)
+        if entry is None:
+            entry = _History(now)
+            self.history.put(src, entry)
+        entry.seen = now
+        start, count = entry.offences.get(detector, (now, 0))
+        if now - start > self.cfg.offence_window:
+            start, count = now, 0
+        count += 1
+        entry.offences[detector] = (start, count)
+        if count < ban_after or src in self.whitelist:
+            return False
+        entry.offences[detector] = (now, 0)
+        return self._ban(src, entry, detector, now)
+
+    def duration(self, previous_bans: int) -> int:
+        cfg = self.cfg
+        seconds = cfg.base_duration * cfg.factor ** min(previous_bans, 64)
+        return int(min(seconds, cfg.max_duration, IPSET_MAX_TIMEOUT))
+
+    def _ban(self, src: bytes, entry: _History, detector: str, now: float) -> bool:
+        if now - self._minute_start >= 60.0:
+            self._minute_start, self._minute_bans = now, 0
+        if self._minute_bans >= self.cfg.max_per_minute:
+            self.rate_capped += 1
+            return False
+        self._minute_bans += 1
+        duration = self.duration(entry.bans)
+        entry.bans += 1
+        entry.banned_until = now + duration
+        self.active[src] = now + duration
+        ip = str(ipaddress.ip_address(src))
+        self.enforcer.ban(ip, duration, detector, entry.bans)
+        if self.on_ban is not None:
+            self.on_ban(src, detector, duration, entry.bans)
+        return True
+
+    def sweep(self, now: float) -> None:
+        self.history.sweep(now)
+        for src in [s for s, until in self.active.items() if until <= now]:
+            del self.active[src]

@@ -1,0 +1,162 @@
+"""Fast-path decoder: raw L3 bytes (what NFQUEUE hands over) -> Packet.
+
+Headers are sliced with `struct`, never parsed into dpkt/scapy object trees:
+per-packet object parsers cost about 4x (shared/README.md). Anything that does
+not decode raises Malformed, which the engine counts and decides by policy.
+"""
+
+from __future__ import annotations
+
+from socket import AF_INET, AF_INET6, inet_ntop
+from struct import Struct
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMP6 = 58
+
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMP6: "IPv6-ICMP"}
+
+_IP4 = Struct("!BBHHHBBH4s4s")
+_PORTS = Struct("!HH")
+_TCP = Struct("!HHIIBB")
+_V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
+_V6_FRAG = 44
+_MAX_EXT = 8  # longer extension chains are treated as malformed (evasion bait)
+
+
+class Malformed(ValueError):
+    """The bytes are not a packet this decoder can trust; `reason` names why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Packet:
+    """One decoded packet. Addresses stay raw bytes (4 or 16) so the hot path
+    never formats them; `src_ip`/`dst_ip` format on demand for alerts."""
+
+    __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq",
+                 "icmp_type", "payload", "length", "fragment")
+
+    def __init__(self) -> None:
+        self.sport = self.dport = self.flags = self.seq = 0
+        self.icmp_type = -1
+        self.payload = b""
+        self.fragment = False
+
+    @property
+    def src_ip(self) -> str:
+        return format_ip(self.src)
+
+    @property
+    def dst_ip(self) -> str:
+        return format_ip(self.dst)
+
+
+def format_ip(raw: bytes) -> str:
+    return inet_ntop(AF_INET if len(raw) == 4 else AF_INET6, raw)
+
+
+def decode(buf: bytes) -> Packet:
+    """Decode one IPv4 or IPv6 packet starting at the IP header."""
+    if not buf:
+        raise Malformed("empty")
+    version = buf[0] >> 4
+    if version == 4:
+        return _decode4(buf)
+    if version == 6:
+        return _decode6(buf)
+    raise Malformed("ip_version")
+
+
+def _decode4(buf: bytes) -> Packet:
+    if len(buf) < 20:
+        raise Malformed("ipv4_truncated")
+    vihl, _tos, total, _id, frag, _ttl, proto, _csum, src, dst = _IP4.unpack_from(buf)
+    ihl = (vihl & 0x0F) * 4
+    if ihl < 20 or total < ihl or len(buf) < ihl:
+        raise Malformed("ipv4_header_length")
+    end = min(total, len(buf))
+    pkt = Packet()
+    pkt.src, pkt.dst, pkt.proto, pkt.length = src, dst, proto, end
+    if frag & 0x1FFF:  # a non-first fragment carries no L4 header
+        pkt.fragment = True
+        return pkt
+    pkt.fragment = bool(frag & 0x2000)
+    _decode_l4(pkt, buf, ihl, end)
+    return pkt
+
+
+def _decode6(buf: bytes) -> Packet:
+    if len(buf) < 40:
+        raise Malformed("ipv6_truncated")
+    plen = (buf[4] << 8) | buf[5]
+    end = min(40 + plen, len(buf))
+    pkt = Packet()
+    pkt.src, pkt.dst, pkt.length = buf[8:24], buf[24:40], end
+    nxt, off = buf[6], 40
+    for _ in range(_MAX_EXT):
+        if nxt == _V6_FRAG:
+            if off + 8 > end:
+                raise Malformed("ipv6_ext_truncated")
+            pkt.fragment = True
+            if ((buf[off + 2] << 8) | buf[off + 3]) & 0xFFF8:
+                pkt.proto = buf[off]
+                return pkt  # non-first fragment
+            nxt, off = buf[off], off + 8
+        elif nxt in _V6_EXT:
+            if off + 8 > end:
+                raise Malformed("ipv6_ext_truncated")
+            size = (buf[off + 1] + 2) * 4 if nxt == 51 else (buf[off + 1] + 1) * 8
+            nxt, off = buf[off], off + size
+        else:
+            break
+    else:
+        raise Malformed("ipv6_ext_chain")
+    if off > end:
+        raise Malformed("ipv6_ext_truncated")
+    pkt.proto = nxt
+    _decode_l4(pkt, buf, off, end)
+    return pkt
+
+
+def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:
+    proto = pkt.proto
+    if proto == PROTO_TCP:
+        if end - off < 20:
+            raise Malformed("tcp_truncated")
+        pkt.sport, pkt.dport, pkt.seq, _ack, doff, pkt.flags = _TCP.unpack_from(buf, off)
+        hlen = (doff >> 4) * 4
+        if hlen < 20 or off + hlen > end:
+            raise Malformed("tcp_header_length")
+        if hlen > 20 and pkt.flags & SYN:
+            _check_options(buf, off + 20, off + hlen)
+        pkt.payload = buf[off + hlen:end]
+    elif proto == PROTO_UDP:
+        if end - off < 8:
+            raise Malformed("udp_truncated")
+        pkt.sport, pkt.dport = _PORTS.unpack_from(buf, off)
+        pkt.payload = buf[off + 8:end]
+    elif proto in (PROTO_ICMP, PROTO_ICMP6):
+        if end - off < 4:
+            raise Malformed("icmp_truncated")
+        pkt.icmp_type = buf[off]
+
+
+def _check_options(buf: bytes, off: int, end: int) -> None:
+    """Walk TCP options (SYNs only: the options that matter, MSS and window
+    scale, ride on SYNs, and walking them on every segment costs)."""
+    while off < end:
+        kind = buf[off]
+        if kind == 0:
+            return
+        if kind == 1:
+            off += 1
+            continue
+        if off + 1 >= end or buf[off + 1] < 2 or off + buf[off + 1] > end:
+            raise Malformed("tcp_options")
+        off += buf[off + 1]

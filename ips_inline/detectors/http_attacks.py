@@ -1,0 +1,85 @@
+"""Payload detectors on complete HTTP requests: sqli, xss, path_traversal,
+cmd_injection. They read the request's decoded values (path, parameters,
+cookies, free-text headers), computed once per request and shared.
+
+SQLi and XSS use libinjection (tokenizer + fingerprints from the field, far
+fewer false positives on prose like "union station" or "O'Brien" than
+keyword regexes); XSS adds a few patterns for vectors libinjection's HTML5
+tokenizer rates low. Traversal and command injection are small regex sets run
+on the folded text.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libinjection
+
+from ..decode import PROTO_TCP, Packet
+from ..flows import Flow
+from ..normalize import fold
+from .base import BaseDetector, Signature
+
+SIG_SQLI = Signature(1000010, "SQL injection in HTTP request", "Web Application Attack", 1)
+SIG_XSS = Signature(1000011, "Cross-site scripting in HTTP request", "Web Application Attack", 1)
+SIG_TRAVERSAL = Signature(1000012, "Path traversal in HTTP request", "Web Application Attack", 1)
+SIG_CMD = Signature(1000013, "Command injection in HTTP request", "Web Application Attack", 1)
+
+_XSS = re.compile(r"<\s*script|javascript\s*:|<[^>]*\son[a-z]+\s*=|<\s*(iframe|svg|object|embed)\b")
+_TRAVERSAL = re.compile(
+    r"(^|[/\\=])\.\.([/\\]|$)"  # ../ or ..\ as a path step
+    r"|/etc/(passwd|shadow|hosts|group)\b|\b(boot|win)\.ini\b|/proc/self/")
+_COMMANDS = (r"cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|python[23]?|perl"
+             r"|php|ruby|ping|rm|chmod|chown|echo|nslookup|sleep|telnet|busybox|powershell|cmd")
+_CMD = re.compile(
+    r"(;|\|\|?|&&|\n|`|\$\()\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b"  # ; id  | cat  $(whoami)
+    r"|`[^`]+`"  # backtick substitution
+    r"|\$\([^)]+\)"  # $( ... ) substitution
+    r"|\(\)\s*\{[^}]*\}\s*;")  # shellshock: () { :; };
+
+
+class _PayloadDetector(BaseDetector):
+    protocols = (PROTO_TCP,)
+    payload = True
+
+
+class Sqli(_PayloadDetector):
+    name = "sqli"
+
+    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        for value in flow.request.values:
+            if len(value) > 1 and libinjection.is_sql_injection(value)["is_sqli"]:
+                return SIG_SQLI
+        return None
+
+
+class Xss(_PayloadDetector):
+    name = "xss"
+
+    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        for value in flow.request.values:
+            if not ("<" in value or ":" in value or "&" in value):
+                continue  # no markup, no script scheme, no entity: nothing to run
+            if _XSS.search(fold(value)) or libinjection.is_xss(value)["is_xss"]:
+                return SIG_XSS
+        return None
+
+
+class PathTraversal(_PayloadDetector):
+    name = "path_traversal"
+
+    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        for value in flow.request.values:
+            if _TRAVERSAL.search(fold(value).replace("\\", "/")):
+                return SIG_TRAVERSAL
+        return None
+
+
+class CmdInjection(_PayloadDetector):
+    name = "cmd_injection"
+
+    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        for value in flow.request.values:
+            if _CMD.search(fold(value)):
+                return SIG_CMD
+        return None

@@ -1,0 +1,33 @@
+"""icmp_flood: ICMP/ICMPv6 echo requests per source over a sliding window."""
+
+from __future__ import annotations
+
+from ..decode import PROTO_ICMP, PROTO_ICMP6, Packet
+from ..flows import Flow
+from ..tables import BoundedTable, RateWindow
+from .base import BaseDetector, Context, Signature
+
+_ECHO = {PROTO_ICMP: 8, PROTO_ICMP6: 128}
+SIG = Signature(1000001, "ICMP echo request flood", "Attempted Denial of Service", 2)
+
+
+class IcmpFlood(BaseDetector):
+    name = "icmp_flood"
+    protocols = (PROTO_ICMP, PROTO_ICMP6)
+
+    def __init__(self, cfg, ctx: Context) -> None:
+        super().__init__(cfg, ctx)
+        self.rates = BoundedTable[bytes, RateWindow](
+            "icmp_sources", ctx.engine.max_sources, ctx.engine.source_ttl)
+
+    def tables(self) -> list:
+        return [self.rates]
+
+    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        if pkt.icmp_type != _ECHO[pkt.proto]:
+            return None
+        rate = self.rates.get(pkt.src, now)
+        if rate is None:
+            rate = RateWindow(now)
+            self.rates.put(pkt.src, rate)
+        return SIG if rate.hit(now, self.window) > self.threshold else None

@@ -1,0 +1,195 @@
+"""The iptables/ip6tables rules that put the IPS inline.
+
+One chain of our own per family, hooked from INPUT by a single jump:
+
+    -i lo ACCEPT                       (live.whitelist_loopback)
+    -s <whitelist CIDR> ACCEPT         (engine.whitelist, this family only)
+    -m set --match-set <ban set> src DROP   (bans never reach userspace)
+    <extra_rules()>                    (hook: flow bypass goes here)
+    -j NFQUEUE --queue-num N --queue-bypass (passes traffic while no daemon is bound)
+
+Commands are argv lists run without a shell; `commands_install()` returns them
+so tests can assert the exact rules. Everything else in the ruleset is left alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+
+from ips_inline.config import LiveConfig
+from ips_inline.enforce.ipset import EnforceError, IpsetEnforcer, check_set_name
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+TOOLS = {4: "iptables", 6: "ip6tables"}
+HOOK = "INPUT"
+# xtables chain names: at most 28 characters, and not a built-in target name.
+_CHAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$")
+_RESERVED = {"ACCEPT", "DROP", "QUEUE", "RETURN", "INPUT", "OUTPUT", "FORWARD", "NFQUEUE"}
+_MAX_JUMPS = 64  # bound for removing duplicate jumps someone else added
+
+
+class RuleError(EnforceError):
+    """An iptables command failed; the message is one line."""
+
+
+def run_argv(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run one command: argv list, no shell, never raises on a non-zero exit."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except OSError as exc:  # tool missing or not executable
+        raise RuleError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+
+
+class RuleSet:
+    """Install, inspect and remove the IPS chain in iptables and ip6tables."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        whitelist: Iterable[str] = (),
+        run: Runner = run_argv,
+        sets: Callable[[], IpsetEnforcer] | None = None,
+    ) -> None:
+        self.live = live
+        self.chain = _check_chain(live.chain)
+        self.ban_sets = {4: check_set_name(live.set_v4), 6: check_set_name(live.set_v6)}
+        self.whitelist = _split_whitelist(whitelist)
+        self._run = run
+        self._sets = sets or (lambda: IpsetEnforcer(live.set_v4, live.set_v6, live.maxelem))
+
+    # -- pure: the commands ------------------------------------------------------
+
+    def extra_rules(self, fam: int) -> list[list[str]]:
+        """Rule specs inserted just before NFQUEUE (e.g. a connmark flow bypass)."""
+        return []
+
+    def rule_specs(self, fam: int) -> list[list[str]]:
+        """The chain's rules in order, as arguments after `-A <chain>`."""
+        specs: list[list[str]] = []
+        if self.live.whitelist_loopback:
+            specs.append(["-i", "lo", "-j", "ACCEPT"])
+        specs += [["-s", cidr, "-j", "ACCEPT"] for cidr in self.whitelist[fam]]
+        specs.append(["-m", "set", "--match-set", self.ban_sets[fam], "src", "-j", "DROP"])
+        specs += self.extra_rules(fam)
+        specs.append(["-j", "NFQUEUE", "--queue-num", str(self.live.queue_num), "--queue-bypass"])
+        return specs
+
+    def commands_fill(self, fam: int) -> list[list[str]]:
+        """Flush our chain, then append every rule (the chain is ours alone)."""
+        tool = TOOLS[fam]
+        fill = [[tool, "-w", "-F", self.chain]]
+        return fill + [[tool, "-w", "-A", self.chain, *spec] for spec in self.rule_specs(fam)]
+
+    def command_jump(self, fam: int, op: str) -> list[str]:
+        """The INPUT jump with op -C (check), -I (insert at the top) or -D (delete)."""
+        return [TOOLS[fam], "-w", op, HOOK, "-j", self.chain]
+
+    def commands_install(self) -> list[list[str]]:
+        """Everything install() may run, in order, for iptables then ip6tables.
+
+        install() skips the `-N` when the chain exists and the `-I` when `-C`
+        finds the jump already there.
+        """
+        out: list[list[str]] = []
+        for fam, tool in TOOLS.items():
+            out.append([tool, "-w", "-N", self.chain])
+            out += self.commands_fill(fam)
+            out.append(self.command_jump(fam, "-I"))
+        return out
+
+    def commands_uninstall(self) -> list[list[str]]:
+        """What uninstall() runs when everything is installed (each step only if needed)."""
+        out: list[list[str]] = []
+        for fam, tool in TOOLS.items():
+            out.append(self.command_jump(fam, "-D"))
+            out += [[tool, "-w", "-F", self.chain], [tool, "-w", "-X", self.chain]]
+        return out
+
+    # -- effects -------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Sets, chain, rules and jump; running it again changes nothing."""
+        with self._sets() as sets:
+            sets.ensure_sets()  # the DROP rule cannot reference a missing set
+        for fam, tool in TOOLS.items():
+            if not self._chain_exists(fam):
+                self._check([tool, "-w", "-N", self.chain])
+            for argv in self.commands_fill(fam):
+                self._check(argv)
+            if not self._jump_present(fam):
+                self._check(self.command_jump(fam, "-I"))
+
+    def uninstall(self, destroy_sets: bool = False) -> None:
+        """Remove the jump and our chain; bans stay in the kernel unless destroy_sets."""
+        for fam, tool in TOOLS.items():
+            self._remove_jumps(fam)
+            if self._chain_exists(fam):
+                self._check([tool, "-w", "-F", self.chain])
+                self._check([tool, "-w", "-X", self.chain])
+        if destroy_sets:
+            with self._sets() as sets:
+                sets.destroy_sets()  # only now: a set referenced by a rule is busy
+
+    def installed(self) -> bool:
+        """True when the INPUT jump is present in both iptables and ip6tables."""
+        return all(self._jump_present(fam) for fam in TOOLS)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _check(self, argv: Sequence[str]) -> None:
+        done = self._run(argv)
+        if done.returncode != 0:
+            raise RuleError(_failure(argv, done))
+
+    def _chain_exists(self, fam: int) -> bool:
+        argv = [TOOLS[fam], "-w", "-S", self.chain]
+        done = self._run(argv)
+        if done.returncode in (0, 1):  # 1: no such chain
+            return done.returncode == 0
+        raise RuleError(_failure(argv, done))
+
+    def _jump_present(self, fam: int) -> bool:
+        if not self._chain_exists(fam):
+            return False  # -C would fail with "chain does not exist" (exit 2)
+        argv = self.command_jump(fam, "-C")
+        done = self._run(argv)
+        if done.returncode in (0, 1):  # 1: rule absent
+            return done.returncode == 0
+        raise RuleError(_failure(argv, done))
+
+    def _remove_jumps(self, fam: int) -> None:
+        # Our chain cannot be deleted while any INPUT rule jumps to it.
+        for _ in range(_MAX_JUMPS):
+            if not self._jump_present(fam):
+                return
+            self._check(self.command_jump(fam, "-D"))
+        raise RuleError(f"{TOOLS[fam]}: more than {_MAX_JUMPS} INPUT jumps to {self.chain}")
+
+
+def _check_chain(name: str) -> str:
+    if not isinstance(name, str) or not _CHAIN_NAME.match(name) or name.upper() in _RESERVED:
+        raise RuleError(f"invalid chain name: {name!r}")
+    return name
+
+
+def _split_whitelist(cidrs: Iterable[str]) -> dict[int, list[str]]:
+    """Canonical CIDRs by family, duplicates dropped, order kept."""
+    out: dict[int, list[str]] = {4: [], 6: []}
+    for text in cidrs:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except (ValueError, AttributeError):
+            raise RuleError(f"invalid whitelist CIDR: {text!r}") from None
+        if str(net) not in out[net.version]:
+            out[net.version].append(str(net))
+    return out
+
+
+def _failure(argv: Sequence[str], done: subprocess.CompletedProcess[str]) -> str:
+    lines = (done.stderr or "").strip().splitlines()
+    reason = lines[0] if lines else "no error output"
+    return f"{' '.join(argv)} failed (exit {done.returncode}): {reason}"

@@ -1,0 +1,207 @@
+"""The engine: one packet in, one verdict out.
+
+    decode -> ban check -> flow state -> detectors (by protocol) -> HTTP
+    requests -> payload detectors -> verdict -> offences/bans (enforcer)
+
+Alerts and bans go to an EventSink on the side; counters live in `Stats` and
+are read by metrics at scrape time. The engine never reads the clock: live
+passes wall time, replay passes capture time, so a replay is deterministic.
+One engine per worker process; it is not thread-safe and needs no locks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from .bans import BanManager, Whitelist
+from .config import Config
+from .decode import PROTO_TCP, Malformed, Packet, decode
+from .detectors import Context, Detector, build
+from .detectors.base import Signature
+from .eve import EventSink, alert_record, ban_record
+from .flows import Flow, FlowTable
+from .http import HttpRequest, HttpStream
+
+log = logging.getLogger(__name__)
+
+ACCEPT = True
+DROP = False
+# (verdict, reason) label pairs; Stats.verdicts is indexed by these codes.
+REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"),
+           ("accept", "malformed"), ("accept", "error"), ("drop", "detector"),
+           ("drop", "banned"), ("drop", "malformed"), ("drop", "error"))
+(CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
+ MALFORMED_DROP, ERROR_DROP) = range(len(REASONS))
+_ACCEPTS = tuple(verdict == "accept" for verdict, _reason in REASONS)
+SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
+
+
+class Stats:
+    """Plain counters: cheap to bump per packet, read by metrics when scraped."""
+
+    def __init__(self) -> None:
+        self.verdicts = [0] * len(REASONS)
+        self.alerts: Counter[str] = Counter()
+        self.bans: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.exceptions = 0
+
+    @property
+    def packets(self) -> int:
+        return sum(self.verdicts)
+
+    def count(self, verdict: str) -> int:
+        return sum(n for n, (v, _r) in zip(self.verdicts, REASONS, strict=True) if v == verdict)
+
+
+class Engine:
+    def __init__(self, cfg: Config, bans: BanManager, sink: EventSink) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.stats = Stats()
+        self.bans = bans
+        bans.on_ban = self._on_ban
+        self.flows = FlowTable(cfg.engine.max_flows, cfg.engine.flow_ttl, cfg.engine.half_open_ttl)
+        self.whitelist = Whitelist(cfg.engine.whitelist)
+        self.detectors = build(cfg, Context(cfg.engine, self.flows))
+        self.stats.alerts.update({d.name: 0 for d in self.detectors})
+        self._dispatch: dict[int, tuple[Detector, ...]] = {}
+        for det in self.detectors:
+            if not det.payload:
+                for proto in det.protocols:
+                    self._dispatch[proto] = (*self._dispatch.get(proto, ()), det)
+        self._payload = tuple(d for d in self.detectors if d.payload)
+        self._last_alert: dict[tuple[bytes, str], float] = {}
+        self._next_sweep = 0.0
+        self._now = 0.0
+
+    def process(self, buf: bytes, now: float) -> bool:
+        """Verdict for one packet (ACCEPT/DROP). Never raises."""
+        self._now = now
+        try:
+            pkt = decode(buf)
+        except Malformed as exc:
+            return self._malformed(exc.reason)
+        except Exception:  # a decoder bug must not take the daemon down
+            return self._malformed("decode_error")
+        try:
+            return self._inspect(pkt, now)
+        except Exception:
+            self.stats.exceptions += 1
+            log.exception("engine error on a packet from %s", pkt.src_ip)
+            return self._verdict(self.cfg.engine.error_policy == "accept", ERROR_OK, ERROR_DROP)
+
+    def _malformed(self, reason: str) -> bool:
+        self.stats.malformed[reason] += 1
+        return self._verdict(self.cfg.engine.malformed_policy == "accept", MALFORMED_OK,
+                             MALFORMED_DROP)
+
+    def _verdict(self, accept: bool, if_accept: int, if_drop: int) -> bool:
+        self.stats.verdicts[if_accept if accept else if_drop] += 1
+        return accept
+
+    def _inspect(self, pkt: Packet, now: float) -> bool:
+        if now >= self._next_sweep:
+            self.sweep(now)
+        verdicts = self.stats.verdicts
+        if self.bans.is_banned(pkt.src, now):
+            verdicts[BANNED] += 1
+            return DROP
+        flow = self.flows.track(pkt, now) if pkt.proto == PROTO_TCP else None
+        if flow is not None and flow.blocked:
+            verdicts[DETECTED] += 1
+            return DROP
+        for det in self._dispatch.get(pkt.proto, ()):
+            sig = det.inspect(pkt, flow, now)
+            if sig is not None:
+                code = self._hit(det, sig, pkt, flow, now)
+                verdicts[code] += 1
+                return _ACCEPTS[code]
+        if (flow is not None and pkt.payload and pkt.src == flow.src and flow.established
+                and not (flow.http is not None and flow.http.dead)):
+            return self._inspect_stream(pkt, flow, now)
+        verdicts[CLEAN] += 1
+        return ACCEPT
+
+    def _inspect_stream(self, pkt: Packet, flow: Flow, now: float) -> bool:
+        """A data segment from the initiator: reassemble, cut HTTP requests,
+        run the payload detectors on each complete one. The segment that
+        completes an attacking request is the one dropped."""
+        code = CLEAN
+        data = flow.reassemble(pkt.seq, pkt.payload)
+        if data:
+            if flow.http is None:
+                flow.http = HttpStream(self.cfg.engine.http_max_head,
+                                       self.cfg.engine.http_max_body)
+            for request in flow.http.feed(data):
+                code = max(code, self._inspect_request(request, pkt, flow, now))
+                if code == DETECTED:
+                    break
+        self.stats.verdicts[code] += 1
+        return _ACCEPTS[code]
+
+    def _inspect_request(self, request: HttpRequest, pkt: Packet, flow: Flow, now: float) -> int:
+        flow.request = request
+        try:
+            for det in self._payload:
+                sig = det.inspect(pkt, flow, now)
+                if sig is not None:
+                    return self._hit(det, sig, pkt, flow, now)  # one alert per request
+        finally:
+            flow.request = None
+        return CLEAN
+
+    def _hit(self, det: Detector, sig: Signature, pkt: Packet, flow: Flow | None,
+             now: float) -> int:
+        """Alert, and unless whitelisted or alert-only: drop and count an
+        offence. Returns the verdict reason code."""
+        name = det.name
+        whitelisted = pkt.src in self.whitelist
+        block = det.cfg.mode == "block" and not whitelisted
+        self.stats.alerts[name] += 1
+        self._alert(pkt, name, sig, block, det.payload, now)
+        if not block:
+            return WHITELISTED if whitelisted else ALERT_ONLY
+        if det.payload:
+            flow.blocked = True  # the rest of this connection carries the attack
+        # Payload attacks need a real handshake to count toward a ban: a
+        # spoofed source cannot complete one, so it cannot get someone banned.
+        if det.cfg.ban_after and (not det.payload or flow.handshake):
+            self.bans.offence(pkt.src, name, det.cfg.ban_after, now)
+        return DETECTED
+
+    def _alert(self, pkt: Packet, name: str, sig: Signature, blocked: bool, payload: bool,
+               now: float) -> None:
+        """EVE record; rate detectors log at most one per source+detector per
+        alert_interval so a flood in alert-only mode does not flood the log."""
+        if not payload:  # each payload attack is its own event; rate hits repeat
+            key = (pkt.src, name)
+            last = self._last_alert.get(key)
+            if last is not None and now - last < self.cfg.engine.alert_interval:
+                return
+            if len(self._last_alert) >= self.cfg.engine.max_sources:
+                self._last_alert.clear()
+            self._last_alert[key] = now
+        self.sink.emit(alert_record(pkt, name, sig, blocked, now))
+
+    def _on_ban(self, src: bytes, detector: str, duration: int, count: int) -> None:
+        self.stats.bans[detector] += 1
+        self.sink.emit(ban_record(src, detector, duration, count, self._now))
+
+    def sweep(self, now: float) -> None:
+        """Expire idle state in every table (bounded work every few seconds)."""
+        self._next_sweep = now + SWEEP_INTERVAL
+        self.flows.sweep(now)
+        self.bans.sweep(now)
+        for table in self.tables():
+            table.sweep(now)
+        interval = self.cfg.engine.alert_interval
+        self._last_alert = {k: t for k, t in self._last_alert.items() if now - t < interval}
+
+    def tables(self) -> list:
+        """Every bounded table, for sweeps and the evictions metric."""
+        out = [self.flows.syn, self.flows.est, self.bans.history]
+        for det in self.detectors:
+            out.extend(det.tables())
+        return out

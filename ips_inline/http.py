@@ -1,0 +1,129 @@
+"""HTTP request reassembly: recognise a request by its content (any port),
+buffer its head and body within bounds, and hand out complete requests.
+
+Only the connection initiator's stream is parsed; responses never are.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from .normalize import decode_value, split_params
+
+_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+            b"CONNECT ", b"TRACE ", b"PROPFIND ")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")
+_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)", re.I | re.M)
+# Headers whose values are structure, not user data: skipping them avoids
+# false positives (Accept: */*, Content-Type: ...; charset=...).
+_STRUCTURAL = frozenset(("host", "content-length", "content-type", "accept", "accept-encoding",
+                         "accept-language", "connection", "cache-control", "pragma",
+                         "upgrade-insecure-requests", "te", "if-modified-since", "if-none-match",
+                         "origin", "sec-fetch-mode", "sec-fetch-site", "sec-fetch-dest"))
+
+
+def looks_like_http(data: bytes) -> bool:
+    return data.startswith(_METHODS) or any(m.startswith(data) for m in _METHODS if data)
+
+
+class HttpRequest:
+    """One request. Decoded views are computed once, on first use, and shared
+    by every payload detector."""
+
+    def __init__(self, head: bytes, body: bytes, truncated: bool) -> None:
+        self.head = head
+        self.body = body
+        self.truncated = truncated  # hit a buffer bound: inspected as far as it went
+        line, _, rest = head.partition(b"\n")
+        method, _, target = line.strip().partition(b" ")
+        version = _VERSION.search(target)  # servers accept raw spaces in targets: keep them
+        self.method = method.decode("latin-1")
+        self.target = (target[: version.start()] if version else target).decode("latin-1")
+        self.headers: list[tuple[str, str]] = []
+        for raw in rest.split(b"\n"):
+            name, sep, value = raw.partition(b":")
+            if sep:
+                self.headers.append((name.strip().decode("latin-1").lower(),
+                                     value.strip().decode("latin-1")))
+
+    @cached_property
+    def path(self) -> str:
+        return decode_value(self.target.partition("?")[0], plus=False)
+
+    @cached_property
+    def params(self) -> list[str]:
+        """Decoded values of the query string and a urlencoded/raw body."""
+        values = split_params(self.target.partition("?")[2])
+        body = self.body.decode("latin-1")
+        if body:
+            ctype = dict(self.headers).get("content-type", "")
+            if "json" in ctype or "xml" in ctype or "multipart" in ctype:
+                values.append(decode_value(body, plus=False))
+            else:
+                values.extend(split_params(body))
+        return values
+
+    @cached_property
+    def header_values(self) -> list[str]:
+        out = []
+        for name, value in self.headers:
+            if name in _STRUCTURAL:
+                continue
+            if name == "cookie":
+                out.extend(split_params(value.replace(";", "&")))
+            else:
+                out.append(decode_value(value, plus=False))
+        return out
+
+    @cached_property
+    def values(self) -> list[str]:
+        """Everything an attacker controls, decoded: path, parameters, headers."""
+        return [self.path, *self.params, *self.header_values]
+
+
+class HttpStream:
+    """Buffers one connection's request stream and cuts it into requests."""
+
+    __slots__ = ("buf", "max_head", "max_body", "dead")
+
+    def __init__(self, max_head: int, max_body: int) -> None:
+        self.buf = b""
+        self.max_head = max_head
+        self.max_body = max_body
+        self.dead = False  # stopped looking: not HTTP, or past a bound
+
+    def feed(self, data: bytes) -> list[HttpRequest]:
+        if self.dead:
+            return []
+        self.buf += data
+        out = []
+        while self.buf:
+            if not looks_like_http(self.buf[:10]):
+                self.dead = True
+                break
+            req = self._next_request()
+            if req is None:
+                break
+            out.append(req)
+        return out
+
+    def _next_request(self) -> HttpRequest | None:
+        buf = self.buf
+        end = _HEAD_END.search(buf, 0, self.max_head + 4)
+        if end is None:
+            if len(buf) <= self.max_head:
+                return None
+            self.dead = True  # an endless head: inspect what we have, then stop
+            return HttpRequest(buf[: self.max_head], b"", truncated=True)
+        head = buf[: end.start()]
+        match = _LENGTH.search(head)
+        length = int(match.group(1)) if match else 0
+        body_end = end.end() + min(length, self.max_body)
+        if len(buf) < body_end:
+            return None
+        self.buf = buf[body_end:]
+        if length > self.max_body:
+            self.dead = True  # the rest of an oversized body is not parsed as requests
+        return HttpRequest(head, buf[end.end(): body_end], truncated=length > self.max_body)

@@ -1,0 +1,68 @@
+"""Undo the encodings attackers hide behind, so detectors match what the
+application will finally see: percent (repeated, for double encoding),
+%uXXXX, overlong UTF-8, `+` as space, HTML entities, SQL comments, case and
+whitespace.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import unquote_to_bytes
+
+_ROUNDS = 3  # percent-decoding rounds: catches double and triple encoding
+_PCT_U = re.compile(r"%u([0-9a-fA-F]{4})")
+_OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]")
+_SQL_VERSIONED = re.compile(r"/\*!\d*")  # MySQL /*!50000 ... */ runs its content
+_SQL_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_SPACE = re.compile(r"\s+")
+
+
+def _overlong(match: re.Match[bytes]) -> bytes:
+    b1, b2 = match.group(0)
+    return bytes((((b1 & 0x1F) << 6) | (b2 & 0x3F),))
+
+
+def percent_decode(text: str, plus: bool) -> str:
+    """Up to three rounds of URL decoding, stopping once stable."""
+    for _ in range(_ROUNDS):
+        if plus:
+            text = text.replace("+", " ")
+        if "%" not in text:
+            break
+        text_u = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+        raw = _OVERLONG.sub(_overlong, unquote_to_bytes(text_u))
+        decoded = raw.decode("utf-8", "replace")
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def decode_value(text: str, plus: bool = True) -> str:
+    """Percent-decoded value, as the application receives it (case kept:
+    libinjection wants the original, regex detectors fold on their own)."""
+    return percent_decode(text, plus)
+
+
+def fold(text: str) -> str:
+    """Canonical form for pattern matching: entities, SQL comments, case,
+    and runs of white space (tabs and newlines included) as one space."""
+    text = html.unescape(text) if "&" in text else text
+    if "/*" in text:
+        text = _SQL_COMMENT.sub(" ", _SQL_VERSIONED.sub(" ", text)).replace("*/", " ")
+    return _SPACE.sub(" ", text.lower())
+
+
+def split_params(query: str) -> list[str]:
+    """Decoded values of `a=1&b=2`; a bare token (no '=') counts as a value,
+    and so does the whole decoded string (attacks can span parameters)."""
+    if not query:
+        return []
+    out = []
+    for part in query.split("&"):
+        _name, sep, value = part.partition("=")
+        out.append(decode_value(value if sep else part))
+    if len(out) > 1:
+        out.append(decode_value(query))
+    return out

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from ips_inline.bans import BanManager, RecordingEnforcer, Whitelist
+from ips_inline.config import Config
+from ips_inline.engine import Engine
+from ips_inline.eve import Collect
+
+
+class Harness:
+    """An engine wired to a recording enforcer and an in-memory EVE sink."""
+
+    def __init__(self, cfg: Config | None = None) -> None:
+        self.cfg = cfg or Config()
+        self.enforcer = RecordingEnforcer()
+        self.sink = Collect()
+        bans = BanManager(self.cfg.bans, Whitelist(self.cfg.engine.whitelist), self.enforcer)
+        self.engine = Engine(self.cfg, bans, self.sink)
+        self.now = 1_700_000_000.0
+
+    def feed(self, *packets: bytes, step: float = 0.001) -> list[bool]:
+        out = []
+        for pkt in packets:
+            self.now += step
+            out.append(self.engine.process(pkt, self.now))
+        return out
+
+    def alerts(self, detector: str | None = None) -> list[dict]:
+        return [r for r in self.sink.records if r["event_type"] == "alert"
+                and (detector is None or r["detector"] == detector)]
+
+    def banned(self) -> dict[str, str]:
+        return {ip: det for ip, _dur, det in self.enforcer.bans}
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+@pytest.fixture
+def make_harness():
+    return Harness
