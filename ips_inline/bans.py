@@ -67,7 +67,7 @@ class BanManager:
         self.whitelist = whitelist
         self.enforcer = enforcer
         # History outlives a ban: escalation needs to remember earlier ones.
-        ttl = max(cfg.offence_window, float(cfg.max_duration))
+        ttl = max(cfg.offence_window, cfg.history_ttl, float(cfg.max_duration))
         self.history = BoundedTable[bytes, _History]("offenders", cfg.max_tracked, ttl)
         self.active: dict[bytes, float] = {}  # raw src -> ban expiry (engine time)
         self.rate_capped = 0

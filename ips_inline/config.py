@@ -25,7 +25,7 @@ DETECTOR_NAMES = (
     "cmd_injection",
 )
 PAYLOAD_DETECTORS = ("sqli", "xss", "path_traversal", "cmd_injection")
-IPSET_MAX_TIMEOUT = 4294967  # ipset's per-entry timeout limit, in seconds
+IPSET_MAX_TIMEOUT = 2147483  # ipset 7.17 rejects larger per-entry timeouts (measured here)
 
 
 class ConfigError(ValueError):
@@ -75,7 +75,8 @@ class BanConfig:
     base_duration: int = 300  # seconds for a first ban
     factor: float = 2.0  # each repeat ban of a source lasts this much longer
     max_duration: int = 86400
-    offence_window: float = 600.0  # seconds offences are remembered for escalation
+    offence_window: float = 600.0  # seconds offences count toward the next ban
+    history_ttl: float = 604800.0  # seconds a source's past bans count for escalation
     max_per_minute: int = 120  # cap on new bans per minute (ban storms)
     max_tracked: int = 65536  # sources with offence history kept
 

@@ -1,0 +1,43 @@
+# ips-inline: every target that needs root says so; run them as root.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+IPS := $(VENV)/bin/ips-inline
+CONFIG ?=
+CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: setup test lint unit replay-demo pcaps install-rules uninstall-rules bench-replay clean
+
+setup:
+	@scripts/setup.sh
+
+test: setup lint
+	$(PY) -m pytest -q -ra
+
+unit: setup
+	$(PY) -m pytest -q -m "not netns"
+
+lint: setup
+	$(VENV)/bin/ruff check ips_inline tests scripts
+
+replay-demo: setup
+	@for f in pcaps/*.pcap pcaps/*.pcapng; do \
+	  [ -e "$$f" ] || continue; \
+	  printf '%-28s ' "$$f"; \
+	  $(IPS) $(CFG_ARG) replay "$$f" | tail -n 1; \
+	done
+
+pcaps: setup
+	$(PY) scripts/make_pcaps.py
+
+install-rules: setup
+	$(IPS) $(CFG_ARG) install-rules
+
+uninstall-rules: setup
+	$(IPS) $(CFG_ARG) uninstall-rules
+
+bench-replay: setup
+	$(PY) scripts/bench_replay.py
+
+clean:
+	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,98 @@
+"""Decoder edge cases: every broken header is Malformed, never another error."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from packets import VICTIM, ping, tcp, udp
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+
+from ips_inline.decode import FIN, PROTO_ICMP6, PROTO_TCP, PSH, SYN, URG, Malformed, decode
+
+
+def test_tcp_fields() -> None:
+    pkt = decode(tcp(sport=1234, dport=80, flags="FPU", seq=77, payload=b"hi"))
+    assert (pkt.proto, pkt.sport, pkt.dport, pkt.seq) == (PROTO_TCP, 1234, 80, 77)
+    assert pkt.flags == FIN | PSH | URG
+    assert pkt.payload == b"hi"
+    assert pkt.dst_ip == VICTIM
+
+
+def test_udp_and_icmp() -> None:
+    assert decode(udp(dport=53)).dport == 53
+    assert decode(ping()).icmp_type == 8
+
+
+def test_ipv6_extension_headers_walked() -> None:
+    raw = bytes(IPv6(src="fd77::30", dst="fd77::10") / IPv6ExtHdrHopByHop() / TCP(flags="S"))
+    pkt = decode(raw)
+    assert pkt.proto == PROTO_TCP and pkt.flags == SYN and pkt.src_ip == "fd77::30"
+
+
+def test_ipv6_first_fragment_decodes_l4() -> None:
+    raw = bytes(IPv6(src="fd77::30", dst="fd77::10") / IPv6ExtHdrFragment(m=1) / TCP(dport=22))
+    pkt = decode(raw)
+    assert pkt.fragment and pkt.dport == 22
+
+
+def test_icmpv6_echo() -> None:
+    pkt = decode(ping(src="fd77::30", dst="fd77::10"))
+    assert pkt.proto == PROTO_ICMP6 and pkt.icmp_type == 128
+
+
+def _tcp_with(doff: int, options: bytes = b"", flags: str = "S") -> bytes:
+    raw = bytearray(bytes(IP(src="10.77.0.30", dst=VICTIM) / TCP(flags=flags)) + options)
+    raw[32] = doff << 4
+    struct.pack_into("!H", raw, 2, len(raw))
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b"",
+    b"\x45",  # truncated IPv4
+    b"\x45" + b"\x00" * 10,
+    b"\x60" + b"\x00" * 20,  # truncated IPv6
+    b"\x15" + b"\x00" * 30,  # version 1
+    bytes([0x42]) + bytes(IP(dst=VICTIM))[1:],  # IHL 2 (8 bytes) < 20
+    bytes([0x4F]) + bytes(IP(dst=VICTIM))[1:],  # IHL 60 > packet
+    bytes(IP(dst=VICTIM, len=10)),  # total length below the header
+    bytes(IP(dst=VICTIM, proto=6)) + b"\x00" * 5,  # truncated TCP
+    bytes(IP(dst=VICTIM, proto=17)) + b"\x00" * 3,  # truncated UDP
+    bytes(IP(dst=VICTIM, proto=1)) + b"\x08",  # truncated ICMP
+], ids=lambda r: r[:4].hex() or "empty")
+def test_broken_headers_are_malformed(raw: bytes) -> None:
+    with pytest.raises(Malformed):
+        decode(raw)
+
+
+@pytest.mark.parametrize(("doff", "options"), [
+    (4, b""),  # data offset below the minimum
+    (15, b""),  # data offset beyond the packet
+    (6, b"\x02\x00\x00\x00"),  # option length 0: would loop forever
+    (6, b"\x02\x08\x00\x00"),  # option runs past the header
+    (6, b"\x01\x01\x01\x03"),  # option kind without room for its length
+])
+def test_bad_tcp_header_or_options(doff: int, options: bytes) -> None:
+    with pytest.raises(Malformed):
+        decode(_tcp_with(doff, options))
+
+
+def test_good_options_pass() -> None:
+    pkt = decode(_tcp_with(7, b"\x02\x04\x05\xb4\x01\x03\x03\x07\x00\x00\x00\x00"))
+    assert pkt.flags == SYN
+
+
+def test_ipv6_endless_extension_chain() -> None:
+    hop = b"\x00\x00" + b"\x00" * 6  # hop-by-hop pointing at another hop-by-hop
+    body = hop * 12
+    raw = bytes(IPv6(src="fd77::30", dst="fd77::10", nh=0, plen=len(body))) + body
+    with pytest.raises(Malformed):
+        decode(raw)
+
+
+def test_ipv4_non_first_fragment_has_no_ports() -> None:
+    raw = bytes(IP(src="10.77.0.30", dst=VICTIM, proto=6, frag=100) / (b"x" * 40))
+    pkt = decode(raw)
+    assert pkt.fragment and pkt.sport == 0 and pkt.payload == b""
