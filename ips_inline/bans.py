@@ -73,7 +73,9 @@ class BanManager:
         self.rate_capped = 0
         self._minute_start = 0.0
         self._minute_bans = 0
+        self.unbans = 0
         self.on_ban = None  # callback(src_raw, detector, duration, count) for EVE and metrics
+        self.on_unban = None  # callback(src_raw, reason)
 
     def is_banned(self, src: bytes, now: float) -> bool:
         until = self.active.get(src)
@@ -124,7 +126,34 @@ class BanManager:
             self.on_ban(src, detector, duration, entry.bans)
         return True
 
+    def seed(self, src: bytes, count: int, until: float, now: float) -> None:
+        """Take over a ban (or past bans) known from the store or the kernel."""
+        entry = self.history.get(src, now)
+        if entry is None:
+            entry = _History(now)
+            self.history.put(src, entry)
+        entry.bans = max(entry.bans, count)
+        entry.banned_until = until
+        if until > now:
+            self.active[src] = until
+
+    def sync(self, banned: dict[bytes, float], now: float) -> None:
+        """Follow bans changed outside the engine (`ips-inline ban/unban`):
+        `banned` maps every currently banned source to its expiry."""
+        for src in [s for s in self.active if s not in banned]:
+            del self.active[src]
+            self._unbanned(src, "manual")
+        for src, until in banned.items():
+            if until > now and src not in self.active:
+                self.seed(src, 1, until, now)
+
+    def _unbanned(self, src: bytes, reason: str) -> None:
+        self.unbans += 1
+        if self.on_unban is not None:
+            self.on_unban(src, reason)
+
     def sweep(self, now: float) -> None:
         self.history.sweep(now)
         for src in [s for s, until in self.active.items() if until <= now]:
             del self.active[src]
+            self._unbanned(src, "expired")

@@ -5,18 +5,16 @@ non-zero status, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
 from . import __version__
 from .config import Config, ConfigError, load
+from .errors import UserError
 from .sources.pcap import PcapError
 
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 2."""
 
 
 def _replay(args: argparse.Namespace, cfg: Config) -> int:
@@ -42,34 +40,92 @@ def _check_config(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from .daemon import run
+
+    return run(cfg, _config_path(args))
+
+
+def _install(args: argparse.Namespace, cfg: Config) -> int:
+    from .manage import install_rules
+
+    return install_rules(cfg)
+
+
+def _uninstall(args: argparse.Namespace, cfg: Config) -> int:
+    from .manage import uninstall_rules
+
+    return uninstall_rules(cfg, args.destroy_sets)
+
+
+def _ban(args: argparse.Namespace, cfg: Config) -> int:
+    from .manage import ban
+
+    return ban(cfg, args.ip, args.duration)
+
+
+def _unban(args: argparse.Namespace, cfg: Config) -> int:
+    from .manage import unban
+
+    return unban(cfg, args.ip)
+
+
+def _bans(args: argparse.Namespace, cfg: Config) -> int:
+    from .manage import list_bans
+
+    return list_bans(cfg, args.json)
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    if args.command == "check-config":
+        return args.file
+    return getattr(args, "sub_config", None) or args.config
+
+
+def _command(sub, name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--config", "-c", dest="sub_config", help=argparse.SUPPRESS)
+    p.set_defaults(func=func)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ips-inline", description=__doc__)
     p.add_argument("--version", action="version", version=f"ips-inline {__version__}")
     p.add_argument("--config", "-c", help="TOML config file (built-in defaults without one)")
     sub = p.add_subparsers(dest="command")
-    r = sub.add_parser("replay", help="run the engine over pcap/pcapng files")
+    _command(sub, "run", _run, "run the inline daemon (the default)")
+    r = _command(sub, "replay", _replay, "run the engine over pcap/pcapng files")
     r.add_argument("pcap", nargs="+")
     r.add_argument("--eve", help="write EVE records here instead of stdout")
-    r.add_argument("--config", "-c", dest="sub_config", help=argparse.SUPPRESS)
-    r.set_defaults(func=_replay)
-    c = sub.add_parser("check-config", help="validate a config file")
+    c = _command(sub, "check-config", _check_config, "validate a config file")
     c.add_argument("file")
-    c.set_defaults(func=_check_config)
+    _command(sub, "install-rules", _install, "install the iptables chain and ban sets")
+    u = _command(sub, "uninstall-rules", _uninstall, "remove what install-rules added")
+    u.add_argument("--destroy-sets", action="store_true", help="also destroy the ban sets")
+    b = _command(sub, "ban", _ban, "ban an address now")
+    b.add_argument("ip")
+    b.add_argument("--duration", type=int, help="seconds (default: bans.base_duration)")
+    ub = _command(sub, "unban", _unban, "lift a ban now")
+    ub.add_argument("ip")
+    ls = _command(sub, "bans", _bans, "list active bans")
+    ls.add_argument("--json", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .daemon import DaemonError
+    from .enforce.ipset import EnforceError
+    from .enforce.store import StoreError
+
     args = parser().parse_args(argv)
-    func: Callable[[argparse.Namespace, Config], int] | None = getattr(args, "func", None)
-    if func is None:
-        parser().print_help()
-        return EXIT_USAGE
+    if args.command is None:
+        args.command, args.func = "run", _run
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s ips-inline[%(process)d] %(levelname)s %(message)s")
     try:
-        path = getattr(args, "file", None) if args.command == "check-config" else (
-            getattr(args, "sub_config", None) or args.config)
-        cfg = load(path)
-        return func(args, cfg)
-    except (ConfigError, PcapError, UserError) as exc:
+        return args.func(args, load(_config_path(args)))
+    except (ConfigError, PcapError, UserError, DaemonError, EnforceError, StoreError) as exc:
         print(f"ips-inline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

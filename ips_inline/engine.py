@@ -19,7 +19,7 @@ from .config import Config
 from .decode import PROTO_TCP, Malformed, Packet, decode
 from .detectors import Context, Detector, build
 from .detectors.base import Signature
-from .eve import EventSink, alert_record, ban_record
+from .eve import EventSink, alert_record, ban_record, unban_record
 from .flows import Flow, FlowTable
 from .http import HttpRequest, HttpStream
 
@@ -57,24 +57,32 @@ class Stats:
 
 class Engine:
     def __init__(self, cfg: Config, bans: BanManager, sink: EventSink) -> None:
-        self.cfg = cfg
         self.sink = sink
         self.stats = Stats()
         self.bans = bans
         bans.on_ban = self._on_ban
+        bans.on_unban = self._on_unban
         self.flows = FlowTable(cfg.engine.max_flows, cfg.engine.flow_ttl, cfg.engine.half_open_ttl)
-        self.whitelist = Whitelist(cfg.engine.whitelist)
+        self._last_alert: dict[tuple[bytes, str], float] = {}
+        self._next_sweep = 0.0
+        self._now = 0.0
+        self.reconfigure(cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Apply a new config (SIGHUP). Connections, bans and counters stay;
+        detectors start afresh with their new thresholds."""
+        self.cfg = cfg
+        self.bans.cfg = cfg.bans
+        self.whitelist = self.bans.whitelist = Whitelist(cfg.engine.whitelist)
         self.detectors = build(cfg, Context(cfg.engine, self.flows))
-        self.stats.alerts.update({d.name: 0 for d in self.detectors})
+        for det in self.detectors:
+            self.stats.alerts.setdefault(det.name, 0)
         self._dispatch: dict[int, tuple[Detector, ...]] = {}
         for det in self.detectors:
             if not det.payload:
                 for proto in det.protocols:
                     self._dispatch[proto] = (*self._dispatch.get(proto, ()), det)
         self._payload = tuple(d for d in self.detectors if d.payload)
-        self._last_alert: dict[tuple[bytes, str], float] = {}
-        self._next_sweep = 0.0
-        self._now = 0.0
 
     def process(self, buf: bytes, now: float) -> bool:
         """Verdict for one packet (ACCEPT/DROP). Never raises."""
@@ -189,8 +197,12 @@ class Engine:
         self.stats.bans[detector] += 1
         self.sink.emit(ban_record(src, detector, duration, count, self._now))
 
+    def _on_unban(self, src: bytes, reason: str) -> None:
+        self.sink.emit(unban_record(src, reason, self._now))
+
     def sweep(self, now: float) -> None:
         """Expire idle state in every table (bounded work every few seconds)."""
+        self._now = now
         self._next_sweep = now + SWEEP_INTERVAL
         self.flows.sweep(now)
         self.bans.sweep(now)

@@ -56,6 +56,11 @@ def ban_record(src: bytes, detector: str, duration: int, count: int, now: float)
     }
 
 
+def unban_record(src: bytes, reason: str, now: float) -> dict:
+    return {"timestamp": timestamp(now), "event_type": "unban", "src_ip": format_ip(src),
+            "reason": reason}
+
+
 class JsonLines:
     """Writes each record as one JSON line and flushes, so `tail -f` and log
     shippers see it at once."""

@@ -1,0 +1,202 @@
+"""`ips-inline run`: the inline daemon.
+
+NFQUEUE -> engine (wall clock) -> verdict, on the main thread; bans go to the
+enforcer's worker thread; metrics are served from prometheus-client's thread.
+Signals: SIGTERM/SIGINT stop, SIGHUP reloads the config (a bad one is
+rejected and the old one kept). On exit the queue is unbound, so traffic
+bypasses (rule has --queue-bypass) and bans stay in the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from typing import IO
+
+from .bans import BanManager, Whitelist
+from .config import Config, ConfigError, load
+from .enforce.ipset import EnforceError, IpsetEnforcer
+from .enforce.iptables import RuleError, RuleSet
+from .enforce.live import BanFailures, LiveEnforcer
+from .enforce.store import BanStore, StoreError
+from .engine import Engine
+from .eve import JsonLines
+from .latency import LatencyHistogram
+from .sources.nfqueue import QueueError, QueueSource, make_callback
+
+log = logging.getLogger("ips_inline")
+CAP_NET_ADMIN = 12
+TICK = 1.0  # seconds between housekeeping rounds when idle
+PRUNE_EVERY = 3600.0
+
+
+class DaemonError(Exception):
+    """A reason the daemon cannot start; one line for the user."""
+
+
+def has_net_admin() -> bool:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def raw_ip(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+def open_eve(path: str) -> IO[str]:
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the daemon
+    except OSError as exc:
+        raise DaemonError(f"cannot open EVE log {path}: {exc.strerror}") from None
+
+
+class Daemon:
+    def __init__(self, cfg: Config, cfg_path: str | None) -> None:
+        self.cfg = cfg
+        self.cfg_path = cfg_path
+        self.stop = False
+        self.reload = False
+        self.reloads = {"success": 0, "failure": 0}
+        self.latency = LatencyHistogram()
+        self.failures = BanFailures()
+        self.store = BanStore(cfg.live.state_path)
+        self.eve = open_eve(cfg.live.eve_path)
+        live = cfg.live
+        self.enforcer = LiveEnforcer(IpsetEnforcer(live.set_v4, live.set_v6, live.maxelem),
+                                     self.store, self.failures)
+        self.bans = BanManager(cfg.bans, Whitelist(cfg.engine.whitelist), self.enforcer)
+        self.engine = Engine(cfg, self.bans, JsonLines(self.eve))
+        self.source = QueueSource(live.queue_num, live.queue_maxlen)
+        self._store_mtime = 0.0
+        self._next_prune = 0.0
+
+    # -- start-up ---------------------------------------------------------------
+    def restore(self, ipset: IpsetEnforcer) -> None:
+        """Reconcile the store and the kernel sets at start, without flushing:
+        store bans missing from the set are re-added with their remaining
+        time; set entries unknown to the store are adopted."""
+        now = time.time()
+        kernel = ipset.entries()
+        entries = self.store.load()
+        for ip, entry in entries.items():
+            remaining = entry["expires"] - now
+            if remaining >= 1 and ip not in kernel:
+                ipset.add(ip, int(remaining))
+        for ip, remaining in kernel.items():
+            entry = entries.get(ip)
+            if entry is None or entry["expires"] < now:
+                count = entry["count"] if entry else 1
+                detector = entry["detector"] if entry else "kernel"
+                self.store.record_ban(ip, now + remaining, detector, count)
+        for ip, entry in self.store.load().items():
+            self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
+        self._store_mtime = self.store.mtime()
+        log.info("restored %d bans (%d in the kernel sets)", len(self.bans.active), len(kernel))
+
+    # -- main loop --------------------------------------------------------------
+    def run(self) -> int:
+        self.enforcer.start(first=self.restore)
+        callback = make_callback(self.engine.process, self.latency.observe)
+        try:
+            fd = self.source.bind(callback)
+        except QueueError as exc:
+            self.enforcer.stop()
+            raise DaemonError(str(exc)) from None
+        wake_r, wake_w = socket.socketpair()
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno())
+        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
+                             (signal.SIGHUP, self._on_hup)):
+            signal.signal(sig, handler)
+        log.info("ips-inline inline on NFQUEUE %d", self.cfg.live.queue_num)
+        try:
+            self._loop(fd, wake_r)
+        finally:
+            self.source.close()
+            self.enforcer.stop()
+            self.eve.close()
+            log.info("stopped: queue unbound, traffic bypasses, bans stay in the kernel")
+        return 0
+
+    def _loop(self, fd: int, wake: socket.socket) -> None:
+        next_tick = 0.0
+        while not self.stop:
+            ready, _, _ = select.select([fd, wake], [], [], TICK)
+            if fd in ready:
+                self.source.drain()
+            if wake in ready:
+                wake.recv(64)
+            if self.reload:
+                self._reload()
+            now = time.time()
+            if now >= next_tick:
+                next_tick = now + TICK
+                self._housekeeping(now)
+
+    def _housekeeping(self, now: float) -> None:
+        self.engine.sweep(now)
+        mtime = self.store.mtime()
+        try:
+            if mtime != self._store_mtime:  # `ips-inline ban/unban` changed it
+                self._store_mtime = mtime
+                banned = {raw_ip(ip): e["expires"] for ip, e in self.store.load().items()
+                          if e["expires"] > now}
+                self.bans.sync(banned, now)
+            if now >= self._next_prune:
+                self._next_prune = now + PRUNE_EVERY
+                self.store.prune(now, self.cfg.bans.history_ttl)
+        except StoreError as exc:
+            log.error("%s", exc)
+
+    def _reload(self) -> None:
+        self.reload = False
+        try:
+            cfg = load(self.cfg_path)
+        except ConfigError as exc:
+            self.reloads["failure"] += 1
+            log.error("config reload rejected, keeping the old one: %s", exc)
+            return
+        if cfg.live != self.cfg.live:
+            log.warning("config reload: [live] changes need a restart; applying the rest")
+            cfg.live = self.cfg.live
+        self.cfg = cfg
+        self.engine.reconfigure(cfg)
+        self.reloads["success"] += 1
+        log.info("config reloaded from %s", self.cfg_path or "built-in defaults")
+
+    def _on_stop(self, _sig: int, _frame: object) -> None:
+        self.stop = True
+
+    def _on_hup(self, _sig: int, _frame: object) -> None:
+        self.reload = True
+
+
+def preflight(cfg: Config) -> None:
+    if not has_net_admin():
+        raise DaemonError("needs root or CAP_NET_ADMIN to bind NFQUEUE and manage ipsets")
+    try:
+        installed = RuleSet(cfg.live, cfg.engine.whitelist).installed()
+    except RuleError as exc:
+        raise DaemonError(str(exc)) from None
+    if not installed:
+        raise DaemonError("rules are not installed: run `ips-inline install-rules` first")
+
+
+def run(cfg: Config, cfg_path: str | None) -> int:
+    preflight(cfg)
+    try:
+        return Daemon(cfg, cfg_path).run()
+    except (StoreError, EnforceError) as exc:
+        raise DaemonError(str(exc)) from None

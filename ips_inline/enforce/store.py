@@ -1,0 +1,100 @@
+"""Ban store: bans and offence history that survive a restart.
+
+A small JSON file, written atomically (temp file + rename) under an flock, so
+the daemon and the `ban`/`unban` commands can both update it safely. Each
+entry: ip -> {"expires": epoch seconds, "detector": name, "count": bans so far}.
+Entries whose ban ended stay (with their count) for escalation until
+`history_ttl` has passed since they expired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+Entries = dict[str, dict[str, Any]]
+
+
+class StoreError(Exception):
+    """The state file cannot be read or written; one line for the user."""
+
+
+class BanStore:
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
+        except OSError as exc:
+            raise StoreError(f"state file {self.path}: {exc.strerror}") from None
+
+    def load(self) -> Entries:
+        try:
+            with open(self.path) as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"state file {self.path} is unreadable: {exc}") from None
+        bans = data.get("bans", {}) if isinstance(data, dict) else {}
+        return {ip: e for ip, e in bans.items() if isinstance(e, dict) and "expires" in e}
+
+    def _save(self, entries: Entries) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"version": 1, "bans": entries}, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def update(self, change: Callable[[Entries], Any]) -> Any:
+        """Read-modify-write under the lock; returns what `change` returns."""
+        with self._locked():
+            entries = self.load()
+            result = change(entries)
+            self._save(entries)
+            return result
+
+    def record_ban(self, ip: str, expires: float, detector: str, count: int) -> None:
+        def change(entries: Entries) -> None:
+            entries[ip] = {"expires": round(expires, 3), "detector": detector, "count": count}
+        self.update(change)
+
+    def remove(self, ip: str) -> bool:
+        """End a ban now (keep the history); False if it was not banned."""
+        def change(entries: Entries) -> bool:
+            entry = entries.get(ip)
+            if entry is None:
+                return False
+            entry["expires"] = 0
+            return True
+        return bool(self.update(change))
+
+    def prune(self, now: float, history_ttl: float) -> None:
+        def change(entries: Entries) -> None:
+            for ip in [ip for ip, e in entries.items() if e["expires"] + history_ttl < now]:
+                del entries[ip]
+        self.update(change)
+
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
