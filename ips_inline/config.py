@@ -88,7 +88,8 @@ class LiveConfig:
     set_v4: str = "ips_inline_ban4"
     set_v6: str = "ips_inline_ban6"
     maxelem: int = 65536
-    whitelist_loopback: bool = True
+    whitelist_loopback: bool = True  # accept everything arriving on lo before the queue
+    whitelist_local: bool = True  # accept the host's own addresses before the queue
     eve_path: str = "/var/log/ips-inline/eve.json"
     state_path: str = "/var/lib/ips-inline/state.json"
     queue_maxlen: int = 4096

@@ -124,6 +124,9 @@ def preexisting_rules(ns: str) -> None:
 # -- rules -------------------------------------------------------------------------
 
 
+ND_TYPES = ("133", "134", "135", "136")
+
+
 def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
     preexisting_rules(ns)
     before = ruleset(ns)
@@ -138,6 +141,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
     assert sh(ns, "iptables", "-S", CHAIN).splitlines() == [
         f"-N {CHAIN}",
         f"-A {CHAIN} -i lo -j ACCEPT",
+        f"-A {CHAIN} -m addrtype --src-type LOCAL -j ACCEPT",
         f"-A {CHAIN} -s 127.0.0.0/8 -j ACCEPT",
         f"-A {CHAIN} -s 198.51.100.0/24 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET4} src -j DROP",
@@ -146,6 +150,8 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
     assert sh(ns, "ip6tables", "-S", CHAIN).splitlines() == [
         f"-N {CHAIN}",
         f"-A {CHAIN} -i lo -j ACCEPT",
+        f"-A {CHAIN} -m addrtype --src-type LOCAL -j ACCEPT",
+        *[f"-A {CHAIN} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j ACCEPT" for t in ND_TYPES],
         f"-A {CHAIN} -s ::1/128 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET6} src -j DROP",
         f"-A {CHAIN} -j NFQUEUE --queue-num 0 --queue-bypass",

@@ -143,10 +143,14 @@ def test_commands_install_default_config() -> None:
     rules = RuleSet(LiveConfig(), ["127.0.0.0/8", "::1/128"])
     chain = "IPS_INLINE"
     queue = ["-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
+    local = ["-m", "addrtype", "--src-type", "LOCAL", "-j", "ACCEPT"]
+    nd = ["router-solicitation", "router-advertisement", "neighbour-solicitation",
+          "neighbour-advertisement"]
     assert rules.commands_install() == [
         v4("-N", chain),
         v4("-F", chain),
         v4("-A", chain, "-i", "lo", "-j", "ACCEPT"),
+        v4("-A", chain, *local),
         v4("-A", chain, "-s", "127.0.0.0/8", "-j", "ACCEPT"),
         v4("-A", chain, "-m", "set", "--match-set", "ips_inline_ban4", "src", "-j", "DROP"),
         v4("-A", chain, *queue),
@@ -154,6 +158,8 @@ def test_commands_install_default_config() -> None:
         v6("-N", chain),
         v6("-F", chain),
         v6("-A", chain, "-i", "lo", "-j", "ACCEPT"),
+        v6("-A", chain, *local),
+        *[v6("-A", chain, "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", chain, "-s", "::1/128", "-j", "ACCEPT"),
         v6("-A", chain, "-m", "set", "--match-set", "ips_inline_ban6", "src", "-j", "DROP"),
         v6("-A", chain, *queue),
@@ -162,7 +168,8 @@ def test_commands_install_default_config() -> None:
 
 
 def test_commands_custom_config_and_whitelist_canonicalised() -> None:
-    live = LiveConfig(queue_num=7, chain="IPSX", set_v4="s4", set_v6="s6", whitelist_loopback=False)
+    live = LiveConfig(queue_num=7, chain="IPSX", set_v4="s4", set_v6="s6", whitelist_loopback=False,
+                      whitelist_local=False)
     rules = RuleSet(live, ["10.1.2.3/8", "10.0.0.0/8", "2001:DB8::/32", "192.0.2.1"])
     assert rules.commands_fill(4) == [
         v4("-F", "IPSX"),
@@ -171,8 +178,11 @@ def test_commands_custom_config_and_whitelist_canonicalised() -> None:
         v4("-A", "IPSX", "-m", "set", "--match-set", "s4", "src", "-j", "DROP"),
         v4("-A", "IPSX", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"),
     ]
+    nd = ["router-solicitation", "router-advertisement", "neighbour-solicitation",
+          "neighbour-advertisement"]
     assert rules.commands_fill(6) == [
         v6("-F", "IPSX"),
+        *[v6("-A", "IPSX", "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", "IPSX", "-s", "2001:db8::/32", "-j", "ACCEPT"),
         v6("-A", "IPSX", "-m", "set", "--match-set", "s6", "src", "-j", "DROP"),
         v6("-A", "IPSX", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"),

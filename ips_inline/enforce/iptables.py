@@ -44,6 +44,10 @@ def run_argv(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         raise RuleError(f"{argv[0]}: cannot run: {exc.strerror}") from None
 
 
+_ND_TYPES = ("router-solicitation", "router-advertisement", "neighbour-solicitation",
+             "neighbour-advertisement")
+
+
 class RuleSet:
     """Install, inspect and remove the IPS chain in iptables and ip6tables."""
 
@@ -72,6 +76,12 @@ class RuleSet:
         specs: list[list[str]] = []
         if self.live.whitelist_loopback:
             specs.append(["-i", "lo", "-j", "ACCEPT"])
+        if self.live.whitelist_local:
+            # The host's own addresses. The kernel drops packets arriving from
+            # outside with a local source (martians), so this cannot be spoofed.
+            specs.append(["-m", "addrtype", "--src-type", "LOCAL", "-j", "ACCEPT"])
+        if fam == 6:  # neighbour discovery must never wait on userspace
+            specs += [["-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT"] for t in _ND_TYPES]
         specs += [["-s", cidr, "-j", "ACCEPT"] for cidr in self.whitelist[fam]]
         specs.append(["-m", "set", "--match-set", self.ban_sets[fam], "src", "-j", "DROP"])
         specs += self.extra_rules(fam)
