@@ -20,7 +20,7 @@ FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMP6: "IPv6-ICMP"}
 
 _IP4 = Struct("!BBHHHBBH4s4s")
-_PORTS = Struct("!HH")
+_UDP = Struct("!HHH")
 _TCP = Struct("!HHIIBB")
 _V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
 _V6_FRAG = 44
@@ -139,8 +139,10 @@ def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:
     elif proto == PROTO_UDP:
         if end - off < 8:
             raise Malformed("udp_truncated")
-        pkt.sport, pkt.dport = _PORTS.unpack_from(buf, off)
-        pkt.payload = buf[off + 8:end]
+        pkt.sport, pkt.dport, ulen = _UDP.unpack_from(buf, off)
+        if ulen < 8 or off + ulen > end:  # the kernel drops these too
+            raise Malformed("udp_length")
+        pkt.payload = buf[off + 8:off + ulen]
     elif proto in (PROTO_ICMP, PROTO_ICMP6):
         if end - off < 4:
             raise Malformed("icmp_truncated")

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 from packets import VICTIM, ping, tcp, udp
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 
 from ips_inline.decode import FIN, PROTO_ICMP6, PROTO_TCP, PSH, SYN, URG, Malformed, decode
@@ -61,6 +61,7 @@ def _tcp_with(doff: int, options: bytes = b"", flags: str = "S") -> bytes:
     bytes(IP(dst=VICTIM, proto=6)) + b"\x00" * 5,  # truncated TCP
     bytes(IP(dst=VICTIM, proto=17)) + b"\x00" * 3,  # truncated UDP
     bytes(IP(dst=VICTIM, proto=1)) + b"\x08",  # truncated ICMP
+    bytes(IP(dst=VICTIM) / UDP(len=4)),  # UDP length below its own header
 ], ids=lambda r: r[:4].hex() or "empty")
 def test_broken_headers_are_malformed(raw: bytes) -> None:
     with pytest.raises(Malformed):

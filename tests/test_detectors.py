@@ -76,12 +76,14 @@ def test_fin_ack_on_a_connection_is_normal(harness) -> None:
 
 
 ATTACKS = {
-    "sqli": ["/item?id=1%27%20OR%20%271%27%3D%271", "/item?id=1 UNION SELECT user,pass FROM users--",
+    "sqli": ["/item?id=1%27%20OR%20%271%27%3D%271",
+             "/item?id=1 UNION SELECT user,pass FROM users--",
              "/item?id=1%2527%2520or%25201%253D1--"],
     "xss": ["/search?q=%3Cscript%3Ealert(1)%3C/script%3E", "/search?q=<img src=x onerror=alert(1)>",
             "/search?q=javascript:alert(document.cookie)"],
     "path_traversal": ["/../../etc/passwd", "/files?f=..%2f..%2f..%2fetc%2fpasswd",
-                       "/files?f=..%252f..%252fwindows%252fwin.ini", "/files?f=%c0%ae%c0%ae/etc/hosts"],
+                       "/files?f=..%252f..%252fwindows%252fwin.ini",
+                       "/files?f=%c0%ae%c0%ae/etc/hosts"],
     "cmd_injection": ["/ping?host=127.0.0.1;cat%20/etc/shadow", "/ping?host=x|id",
                       "/ping?host=$(whoami)", "/ping?host=%60uname%20-a%60"],
 }
@@ -98,7 +100,8 @@ def test_payload_attack_in_query(harness, detector: str, target: str) -> None:
 
 def test_sqli_in_post_body_and_cookie(harness) -> None:
     conn = Conn()
-    assert not harness.feed(*conn.handshake(), conn.send(http_post("/login", "user=admin'--&pw=x")))[-1]
+    login = http_post("/login", "user=admin'--&pw=x")
+    assert not harness.feed(*conn.handshake(), conn.send(login))[-1]
     conn = Conn(sport=40001)
     cookie = "Cookie: session=abc; id=1' or '1'='1\r\n"
     assert not harness.feed(*conn.handshake(), conn.send(http_get("/", cookie)))[-1]
@@ -115,7 +118,8 @@ def test_shellshock_header(harness) -> None:
 BENIGN = ["/search?q=O%27Brien", "/search?q=union+station", "/search?q=select+the+best+option",
           "/search?q=cats+%26+dogs", "/docs/readme.txt", "/search?q=%3Cb%3Ebold%3C%2Fb%3E+text",
           "/search?q=what+is+1%2B1", "/a?email=o.brien%40example.com&page=2",
-          "/search?q=rock+and+roll"]
+          "/search?q=rock+and+roll", "/api/items?filter=active&sort=name",
+          "/list?style=compact&page=3"]
 
 
 @pytest.mark.parametrize("target", BENIGN)

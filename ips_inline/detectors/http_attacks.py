@@ -60,7 +60,11 @@ class Xss(_PayloadDetector):
         for value in flow.request.values:
             if not ("<" in value or ":" in value or "&" in value):
                 continue  # no markup, no script scheme, no entity: nothing to run
-            if _XSS.search(fold(value)) or libinjection.is_xss(value)["is_xss"]:
+            if _XSS.search(fold(value)):
+                return SIG_XSS
+            # libinjection reads bare text as an HTML attribute context, where
+            # `filter=x` or `style=x` count as dangerous: only ask it about markup.
+            if "<" in value and libinjection.is_xss(value)["is_xss"]:
                 return SIG_XSS
         return None
 

@@ -19,7 +19,13 @@ class PcapError(Exception):
     """A capture that cannot be read; the message is one line for the user."""
 
 
+# A frame shorter than its link header yields b"": the engine counts it as
+# malformed rather than silently passing it over as non-IP.
+
+
 def _strip_ethernet(buf: bytes) -> bytes | None:
+    if len(buf) < 14:
+        return b""
     off = 12
     etype = int.from_bytes(buf[12:14], "big")
     while etype in _VLAN:
@@ -29,15 +35,21 @@ def _strip_ethernet(buf: bytes) -> bytes | None:
 
 
 def _strip_sll(buf: bytes) -> bytes | None:
+    if len(buf) < 16:
+        return b""
     return buf[16:] if int.from_bytes(buf[14:16], "big") in _ETH_IP else None
 
 
 def _strip_sll2(buf: bytes) -> bytes | None:
+    if len(buf) < 20:
+        return b""
     return buf[20:] if int.from_bytes(buf[0:2], "big") in _ETH_IP else None
 
 
 def _strip_null(buf: bytes) -> bytes | None:
-    return buf[4:] if len(buf) > 4 and buf[4] >> 4 in (4, 6) else None
+    if len(buf) <= 4:
+        return b""
+    return buf[4:] if buf[4] >> 4 in (4, 6) else None
 
 
 _STRIPPERS = {DLT_EN10MB: _strip_ethernet, DLT_LINUX_SLL: _strip_sll,

@@ -1,0 +1,72 @@
+"""Figures read from the kernel at scrape time: NFQUEUE counters and the ban
+set size. Both are optional: when unknown, the collector omits the samples."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Per network namespace: /proc/net is /proc/self/net, so reading it from the
+# daemon's own process (the scrape thread) shows the queue the daemon bound.
+NFQUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
+
+
+@dataclass(frozen=True)
+class QueueCounters:
+    # With fail-open set, a full queue or socket accepts packets uninspected and
+    # the kernel counts them nowhere here; only length nearing maxlen shows it.
+    length: int  # packets waiting for a verdict now
+    dropped: int  # dropped because the queue was full
+    user_dropped: int  # dropped because our netlink socket buffer was full
+    id_sequence: int  # last packet id handed out: packets queued so far (u32, wraps)
+
+
+def parse_nfqueue(text: str) -> dict[int, QueueCounters]:
+    """Lines of: queue number, portid, queue length, copy mode, copy range,
+    queue dropped, user dropped, id sequence, 1. Bad lines are skipped."""
+    out: dict[int, QueueCounters] = {}
+    for line in text.splitlines():
+        try:
+            num, _portid, length, _mode, _range, dropped, user, seq = map(int, line.split()[:8])
+        except ValueError:  # short or non-numeric line
+            continue
+        out[num] = QueueCounters(length, dropped, user, seq)
+    return out
+
+
+def read_nfqueue(queues: Collection[int], path: str | Path = NFQUEUE_PROC) -> QueueCounters | None:
+    """The given queues' counters summed (one per worker with --queue-balance),
+    or None if the file is absent or none of them is bound."""
+    try:
+        table = parse_nfqueue(Path(path).read_text())
+    except OSError:
+        return None
+    found = [table[q] for q in queues if q in table]
+    if not found:
+        return None
+    return QueueCounters(sum(c.length for c in found), sum(c.dropped for c in found),
+                         sum(c.user_dropped for c in found), sum(c.id_sequence for c in found))
+
+
+def ipset_bans_active(set_v4: str, set_v6: str) -> Callable[[], int | None]:
+    """A bans_active provider counting both ban sets from their headers.
+
+    IpsetEnforcer refuses use from a second thread, and each scrape runs in a
+    fresh server thread, so every call opens, uses and closes its own socket
+    in the calling thread (a few ms per scrape, nothing per packet)."""
+
+    def count() -> int | None:
+        from ..enforce.ipset import IpsetEnforcer  # lazy: pyroute2 only in live mode
+
+        try:
+            with IpsetEnforcer(set_v4, set_v6) as sets:
+                return sets.count()
+        except Exception as exc:  # a broken set must not fail the whole scrape
+            log.debug("bans_active unknown: %s", exc)
+            return None
+
+    return count
