@@ -18,6 +18,8 @@ import socket
 import time
 from typing import IO
 
+from prometheus_client import CollectorRegistry
+
 from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
 from .enforce.ipset import EnforceError, IpsetEnforcer
@@ -27,6 +29,7 @@ from .enforce.store import BanStore, StoreError
 from .engine import Engine
 from .eve import JsonLines
 from .latency import LatencyHistogram
+from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve
 from .sources.nfqueue import QueueError, QueueSource, make_callback
 
 log = logging.getLogger("ips_inline")
@@ -81,6 +84,20 @@ class Daemon:
         self.source = QueueSource(live.queue_num, live.queue_maxlen)
         self._store_mtime = 0.0
         self._next_prune = 0.0
+        self.metrics_server = None
+
+    def start_metrics(self) -> None:
+        if not self.cfg.metrics.enabled:
+            return
+        registry = CollectorRegistry()
+        registry.register(IpsCollector(lambda: [self.engine], DaemonMetrics(
+            latency=self.latency, ban_failures=self.failures, reloads=self.reloads,
+            bans_active=lambda: self.enforcer.active_count, queues=(self.cfg.live.queue_num,))))
+        try:
+            self.metrics_server = serve(self.cfg.metrics, registry)
+        except MetricsError as exc:
+            raise DaemonError(str(exc)) from None
+        log.info("metrics on http://%s:%d/metrics", self.cfg.metrics.listen, self.cfg.metrics.port)
 
     # -- start-up ---------------------------------------------------------------
     def restore(self, ipset: IpsetEnforcer) -> None:
@@ -107,6 +124,7 @@ class Daemon:
 
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
+        self.start_metrics()
         self.enforcer.start(first=self.restore)
         callback = make_callback(self.engine.process, self.latency.observe)
         try:
@@ -127,6 +145,9 @@ class Daemon:
             self.source.close()
             self.enforcer.stop()
             self.eve.close()
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
             log.info("stopped: queue unbound, traffic bypasses, bans stay in the kernel")
         return 0
 

@@ -27,6 +27,13 @@ _V6_FRAG = 44
 _MAX_EXT = 8  # longer extension chains are treated as malformed (evasion bait)
 
 
+# Every reason Malformed can carry (metrics export them all from the start).
+MALFORMED_REASONS = ("empty", "ip_version", "ipv4_truncated", "ipv4_header_length",
+                     "ipv6_truncated", "ipv6_ext_truncated", "ipv6_ext_chain", "tcp_truncated",
+                     "tcp_header_length", "tcp_options", "udp_truncated", "udp_length",
+                     "icmp_truncated", "decode_error")
+
+
 class Malformed(ValueError):
     """The bytes are not a packet this decoder can trust; `reason` names why."""
 

@@ -16,7 +16,7 @@ from collections import Counter
 
 from .bans import BanManager, Whitelist
 from .config import Config
-from .decode import PROTO_TCP, Malformed, Packet, decode
+from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
 from .detectors import Context, Detector, build
 from .detectors.base import Signature
 from .eve import EventSink, alert_record, ban_record, unban_record
@@ -34,6 +34,7 @@ REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"
 (CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
  MALFORMED_DROP, ERROR_DROP) = range(len(REASONS))
 _ACCEPTS = tuple(verdict == "accept" for verdict, _reason in REASONS)
+ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
 SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
 
 
@@ -44,7 +45,7 @@ class Stats:
         self.verdicts = [0] * len(REASONS)
         self.alerts: Counter[str] = Counter()
         self.bans: Counter[str] = Counter()
-        self.malformed: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter(dict.fromkeys(MALFORMED_REASONS, 0))
         self.exceptions = 0
 
     @property
@@ -66,6 +67,8 @@ class Engine:
         self._last_alert: dict[tuple[bytes, str], float] = {}
         self._next_sweep = 0.0
         self._now = 0.0
+        self._ctx: Context | None = None
+        self._next_error_log = 0.0
         self.reconfigure(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
@@ -74,7 +77,8 @@ class Engine:
         self.cfg = cfg
         self.bans.cfg = cfg.bans
         self.whitelist = self.bans.whitelist = Whitelist(cfg.engine.whitelist)
-        self.detectors = build(cfg, Context(cfg.engine, self.flows))
+        self._ctx = Context(cfg.engine, self.flows, self._ctx.tables if self._ctx else {})
+        self.detectors = build(cfg, self._ctx)
         for det in self.detectors:
             self.stats.alerts.setdefault(det.name, 0)
         self._dispatch: dict[int, tuple[Detector, ...]] = {}
@@ -97,7 +101,10 @@ class Engine:
             return self._inspect(pkt, now)
         except Exception:
             self.stats.exceptions += 1
-            log.exception("engine error on a packet from %s", pkt.src_ip)
+            if now >= self._next_error_log:  # crafted packets must not flood the log
+                self._next_error_log = now + ERROR_LOG_INTERVAL
+                log.exception("engine error on a packet from %s (%d so far)", pkt.src_ip,
+                              self.stats.exceptions)
             return self._verdict(self.cfg.engine.error_policy == "accept", ERROR_OK, ERROR_DROP)
 
     def _malformed(self, reason: str) -> bool:
@@ -206,14 +213,11 @@ class Engine:
         self._next_sweep = now + SWEEP_INTERVAL
         self.flows.sweep(now)
         self.bans.sweep(now)
-        for table in self.tables():
+        for table in self._ctx.tables.values():
             table.sweep(now)
         interval = self.cfg.engine.alert_interval
         self._last_alert = {k: t for k, t in self._last_alert.items() if now - t < interval}
 
     def tables(self) -> list:
         """Every bounded table, for sweeps and the evictions metric."""
-        out = [self.flows.syn, self.flows.est, self.bans.history]
-        for det in self.detectors:
-            out.extend(det.tables())
-        return out
+        return [self.flows.syn, self.flows.est, self.bans.history, *self._ctx.tables.values()]

@@ -10,6 +10,7 @@ from .bans import BanManager, RecordingEnforcer, Whitelist
 from .config import Config
 from .engine import Engine, Stats
 from .eve import EventSink, JsonLines
+from .metrics import replay_figures
 from .sources.pcap import file_size, read_packets
 
 _PROGRESS_EVERY = 50_000  # packets between progress lines on a terminal
@@ -40,6 +41,7 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
         if show is not None:
             show.write("\n")
     record = stats_record(engine.stats, [ip for ip, _d, _det in enforcer.bans], non_ip)
+    record["stats"]["metrics"] = replay_figures(engine)  # the same names /metrics exports
     sink.emit(record)
     return record
 

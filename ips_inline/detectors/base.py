@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..config import DetectorConfig, EngineConfig
+from ..tables import BoundedTable
 
 if TYPE_CHECKING:
     from ..decode import Packet
@@ -36,10 +37,22 @@ class Detector(Protocol):
 
 @dataclass
 class Context:
-    """What detectors may read besides the packet: shared connection state."""
+    """What detectors may use besides the packet: shared connection state, and
+    their per-source tables, which the engine owns so that state and
+    eviction counts survive a config reload."""
 
     engine: EngineConfig
     flows: FlowTable
+    tables: dict[str, BoundedTable] = field(default_factory=dict)
+
+    def table(self, name: str) -> BoundedTable:
+        """The per-source table `name`, created on first use, resized on reload."""
+        table = self.tables.get(name)
+        if table is None:
+            table = self.tables[name] = BoundedTable(name, self.engine.max_sources,
+                                                     self.engine.source_ttl)
+        table.maxlen, table.ttl = self.engine.max_sources, self.engine.source_ttl
+        return table
 
 
 class BaseDetector:
@@ -50,7 +63,3 @@ class BaseDetector:
         self.ctx = ctx
         self.threshold = cfg.threshold
         self.window = cfg.window
-
-    def tables(self) -> list:
-        """Bounded tables this detector owns (for sweeps and metrics)."""
-        return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..decode import PROTO_ICMP, PROTO_ICMP6, Packet
 from ..flows import Flow
-from ..tables import BoundedTable, RateWindow
+from ..tables import RateWindow
 from .base import BaseDetector, Context, Signature
 
 _ECHO = {PROTO_ICMP: 8, PROTO_ICMP6: 128}
@@ -17,11 +17,7 @@ class IcmpFlood(BaseDetector):
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.rates = BoundedTable[bytes, RateWindow](
-            "icmp_sources", ctx.engine.max_sources, ctx.engine.source_ttl)
-
-    def tables(self) -> list:
-        return [self.rates]
+        self.rates = ctx.table("icmp_sources")
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         if pkt.icmp_type != _ECHO[pkt.proto]:

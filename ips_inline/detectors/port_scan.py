@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ..decode import ACK, PROTO_TCP, PROTO_UDP, Packet
 from ..flows import Flow
-from ..tables import BoundedTable
 from .base import BaseDetector, Context, Signature
 
 SIG = Signature(1000004, "Port scan: many distinct destination ports",
@@ -32,11 +31,7 @@ class PortScan(BaseDetector):
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.sources = BoundedTable[bytes, _Ports](
-            "scan_sources", ctx.engine.max_sources, ctx.engine.source_ttl)
-
-    def tables(self) -> list:
-        return [self.sources]
+        self.sources = ctx.table("scan_sources")
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         if pkt.proto == PROTO_TCP:

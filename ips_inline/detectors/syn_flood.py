@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..decode import ACK, PROTO_TCP, SYN, Packet
 from ..flows import Flow
-from ..tables import BoundedTable, RateWindow
+from ..tables import RateWindow
 from .base import BaseDetector, Context, Signature
 
 SIG_RATE = Signature(1000002, "TCP SYN flood (rate)", "Attempted Denial of Service", 2)
@@ -21,11 +21,7 @@ class SynFlood(BaseDetector):
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.half_open_threshold = cfg.half_open_threshold
-        self.rates = BoundedTable[bytes, RateWindow](
-            "syn_sources", ctx.engine.max_sources, ctx.engine.source_ttl)
-
-    def tables(self) -> list:
-        return [self.rates]
+        self.rates = ctx.table("syn_sources")
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         if pkt.flags & (SYN | ACK) != SYN:

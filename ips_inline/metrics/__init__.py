@@ -2,14 +2,16 @@
 computed at scrape time by `IpsCollector`, registered in a registry the
 daemon creates and passes in (no module globals, no default REGISTRY).
 
-Live daemon, one engine:
+Wiring in the daemon (one engine; reconfigure() keeps it and its counters):
 
     registry = CollectorRegistry()
-    daemon = DaemonMetrics(latency=LatencyHistogram(), queues=(cfg.live.queue_num,),
-                           bans_active=ipset_bans_active(cfg.live.set_v4, cfg.live.set_v6))
-    engines = EngineSet(engine)              # engines.replace(old, new) on reload
-    registry.register(IpsCollector.from_snapshots(engines.snapshots, daemon))
+    registry.register(IpsCollector(lambda: [self.engine], DaemonMetrics(
+        latency=self.latency, ban_failures=self.failures, reloads=self.reloads,
+        bans_active=lambda: self.enforcer.active_count, queues=(cfg.live.queue_num,))))
     server = serve(cfg.metrics, registry)    # MetricsError if the port is taken
+
+Several worker processes: each sends json(snapshot(engine, latency)) to the
+parent, which registers IpsCollector.from_snapshots(lambda: latest_snapshots).
 
 Exported (never an IP address as a label value):
     ips_inline_packets_total{verdict,reason}      ips_inline_alerts_total{detector}
@@ -23,24 +25,13 @@ Exported (never an IP address as a label value):
     ips_inline_build_info{version}
 """
 
-from .collector import BanFailures, ConfigReloads, DaemonMetrics, IpsCollector
-from .kernel import NFQUEUE_PROC, QueueCounters, ipset_bans_active, parse_nfqueue, read_nfqueue
+from .collector import BanFailureCounts, DaemonMetrics, IpsCollector
+from .kernel import NFQUEUE_PROC, QueueCounters, parse_nfqueue, read_nfqueue
 from .server import MetricsError, serve
-from .snapshot import EngineSet, Snapshot, merge, replay_figures, snapshot
-
-METRIC_NAMES = (
-    "ips_inline_packets_total", "ips_inline_alerts_total", "ips_inline_bans_total",
-    "ips_inline_unbans_total", "ips_inline_bans_active", "ips_inline_ban_failures_total",
-    "ips_inline_verdict_seconds", "ips_inline_tracked_sources",
-    "ips_inline_state_evictions_total", "ips_inline_queue_length",
-    "ips_inline_queue_dropped_total", "ips_inline_queue_user_dropped_total",
-    "ips_inline_queue_packets_total", "ips_inline_exceptions_total",
-    "ips_inline_malformed_total", "ips_inline_config_reloads_total", "ips_inline_build_info",
-)
+from .snapshot import Snapshot, merge, replay_figures, snapshot
 
 __all__ = [
-    "METRIC_NAMES", "NFQUEUE_PROC", "BanFailures", "ConfigReloads", "DaemonMetrics",
-    "EngineSet", "IpsCollector", "MetricsError", "QueueCounters", "Snapshot",
-    "ipset_bans_active", "merge", "parse_nfqueue", "read_nfqueue", "replay_figures", "serve",
-    "snapshot",
+    "NFQUEUE_PROC", "BanFailureCounts", "DaemonMetrics", "IpsCollector", "MetricsError",
+    "QueueCounters", "Snapshot", "merge", "parse_nfqueue", "read_nfqueue", "replay_figures",
+    "serve", "snapshot",
 ]

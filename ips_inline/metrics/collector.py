@@ -4,9 +4,9 @@ Prometheus metric families. Nothing here runs per packet."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,21 +23,15 @@ from .kernel import NFQUEUE_PROC, read_nfqueue
 from .snapshot import EngineLike, Snapshot, merge, snapshot
 
 BAN_FAILURE_REASONS = ("set_full", "rate_cap", "netlink")
+RELOAD_RESULTS = ("success", "failure")
 
 
-@dataclass
-class BanFailures:
-    """Bans the live enforcer could not apply; its worker bumps these.
-    (rate_cap is counted by BanManager and arrives in the engine snapshot.)"""
+class BanFailureCounts(Protocol):
+    """enforce.live.BanFailures: bans the live enforcer could not apply. (rate_cap
+    is counted by BanManager and arrives in the engine snapshot.)"""
 
-    set_full: int = 0  # ipset maxelem reached: "Hash is full"
-    netlink: int = 0  # any other ipset/netlink error
-
-
-@dataclass
-class ConfigReloads:
-    success: int = 0
-    failure: int = 0
+    set_full: int  # ipset maxelem reached: "Hash is full"
+    netlink: int  # any other ipset/netlink error, or the ban queue was full
 
 
 @dataclass
@@ -47,10 +41,9 @@ class DaemonMetrics:
     (bans_active returning None, queue not bound) omits its sample."""
 
     latency: LatencyHistogram | None = None
-    ban_failures: BanFailures = field(default_factory=BanFailures)
-    reloads: ConfigReloads = field(default_factory=ConfigReloads)
-    unbans: Callable[[], int] | None = None
-    bans_active: Callable[[], int | None] | None = None
+    ban_failures: BanFailureCounts | None = None
+    reloads: Mapping[str, int] | None = None  # {"success": n, "failure": n}, bumped on SIGHUP
+    bans_active: Callable[[], int | None] | None = None  # e.g. lambda: enforcer.active_count
     queues: tuple[int, ...] = ()  # NFQUEUE numbers this daemon binds (LiveConfig.queue_num)
     proc_path: str | Path = NFQUEUE_PROC
 
@@ -66,7 +59,7 @@ class IpsCollector:
     @classmethod
     def from_snapshots(cls, snapshots: Callable[[], Iterable[Snapshot]],
                        daemon: DaemonMetrics | None = None) -> IpsCollector:
-        """For snapshots made elsewhere: worker processes, or an EngineSet."""
+        """For snapshots made elsewhere, e.g. sent by worker processes over a pipe."""
         collector = cls(lambda: (), daemon)
         collector._gather = snapshots
         return collector
@@ -110,19 +103,20 @@ def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:
 
 
 def daemon_families(daemon: DaemonMetrics, data: Mapping[str, Any]) -> Iterator[Metric]:
-    failures = {"set_full": daemon.ban_failures.set_full, "netlink": daemon.ban_failures.netlink,
-                "rate_cap": data.get("ban_failures", {}).get("rate_cap", 0)}
+    failures = data.get("ban_failures", {})
+    if daemon.ban_failures is not None:
+        failures = {**failures, "set_full": daemon.ban_failures.set_full,
+                    "netlink": daemon.ban_failures.netlink}
     yield _counter("ips_inline_ban_failures_total", "Bans not applied, by cause", "reason",
                    failures, BAN_FAILURE_REASONS)
-    unbans = daemon.unbans() if daemon.unbans is not None else 0
-    yield CounterMetricFamily("ips_inline_unbans_total", "Bans lifted", value=unbans)
+    yield CounterMetricFamily("ips_inline_unbans_total", "Bans lifted (expired or manual)",
+                              value=data.get("unbans", 0))
     active = daemon.bans_active() if daemon.bans_active is not None else None
     if active is not None:
         yield GaugeMetricFamily("ips_inline_bans_active", "Entries in the kernel ban sets",
                                 value=active)
     yield _counter("ips_inline_config_reloads_total", "Config reloads by result", "result",
-                   {"success": daemon.reloads.success, "failure": daemon.reloads.failure},
-                   ("success", "failure"))
+                   daemon.reloads or {}, RELOAD_RESULTS)
 
 
 def queue_families(daemon: DaemonMetrics) -> Iterator[Metric]:

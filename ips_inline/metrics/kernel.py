@@ -1,14 +1,11 @@
-"""Figures read from the kernel at scrape time: NFQUEUE counters and the ban
-set size. Both are optional: when unknown, the collector omits the samples."""
+"""NFQUEUE counters read from the kernel at scrape time. Optional: when the
+file or the queue is missing, the collector omits the samples."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 # Per network namespace: /proc/net is /proc/self/net, so reading it from the
 # daemon's own process (the scrape thread) shows the queue the daemon bound.
@@ -51,22 +48,3 @@ def read_nfqueue(queues: Collection[int], path: str | Path = NFQUEUE_PROC) -> Qu
     return QueueCounters(sum(c.length for c in found), sum(c.dropped for c in found),
                          sum(c.user_dropped for c in found), sum(c.id_sequence for c in found))
 
-
-def ipset_bans_active(set_v4: str, set_v6: str) -> Callable[[], int | None]:
-    """A bans_active provider counting both ban sets from their headers.
-
-    IpsetEnforcer refuses use from a second thread, and each scrape runs in a
-    fresh server thread, so every call opens, uses and closes its own socket
-    in the calling thread (a few ms per scrape, nothing per packet)."""
-
-    def count() -> int | None:
-        from ..enforce.ipset import IpsetEnforcer  # lazy: pyroute2 only in live mode
-
-        try:
-            with IpsetEnforcer(set_v4, set_v6) as sets:
-                return sets.count()
-        except Exception as exc:  # a broken set must not fail the whole scrape
-            log.debug("bans_active unknown: %s", exc)
-            return None
-
-    return count

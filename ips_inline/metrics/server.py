@@ -29,7 +29,7 @@ def serve(cfg: MetricsConfig, registry: CollectorRegistry) -> WSGIServer:
         else:
             reason = exc.strerror or str(exc)
         raise MetricsError(f"cannot serve metrics on {where}: {reason}") from None
-    # prometheus-client >= 0.21 returns (server, thread); older releases returned None.
+    # Recent prometheus-client returns (server, thread); older releases returned None.
     if not isinstance(started, tuple):
         raise MetricsError("prometheus-client too old: start_http_server returned no server")
     return started[0]

@@ -8,7 +8,6 @@ its workers send over a pipe exactly as it aggregates its own engines.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,8 +20,6 @@ Snapshot = dict[str, Any]
 
 # Tables keyed by connection; every other engine table is keyed by source address.
 FLOW_TABLES = frozenset({"flows", "half_open"})
-# Levels, not counters: summed across live workers, never carried past a reload.
-GAUGES = frozenset({"tracked_sources"})
 
 
 class TableLike(Protocol):
@@ -42,6 +39,7 @@ class StatsLike(Protocol):
 
 class BanCountsLike(Protocol):
     rate_capped: int
+    unbans: int
 
 
 class EngineLike(Protocol):
@@ -68,6 +66,7 @@ def snapshot(engine: EngineLike, latency: LatencyHistogram | None = None) -> Sna
         "alerts": dict(stats.alerts),
         "bans": dict(stats.bans),
         "ban_failures": {"rate_cap": engine.bans.rate_capped},
+        "unbans": engine.bans.unbans,
         "malformed": dict(stats.malformed),
         "exceptions": stats.exceptions,
         "state_evictions": evictions,
@@ -100,10 +99,6 @@ def _add_into(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
             raise ValueError(f"snapshot value {key!r} is not a number: {value!r}")
 
 
-def counters_only(snap: Mapping[str, Any]) -> Snapshot:
-    return {k: v for k, v in snap.items() if k not in GAUGES}
-
-
 def replay_figures(engine: EngineLike) -> Snapshot:
     """The exported figures for replay's stats record: same names, no latency
     (wall-clock, so not reproducible), zero entries in labelled maps left out
@@ -115,28 +110,3 @@ def _sparse(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _sparse(v) if isinstance(v, dict) else v for k, v in values.items()
             if isinstance(v, dict) or v}
 
-
-class EngineSet:
-    """The live engine(s) for the collector, counters kept across reloads.
-
-    A reload builds a new Engine with fresh Stats and tables; exporting only
-    the new one would drop every counter to 0, which Prometheus reads as a
-    restart. replace() folds the old engine's final counters into a carried
-    total, under the same lock the scrape takes, so a scrape never sees the old
-    engine twice or not at all. Usage: IpsCollector.from_snapshots(engines.snapshots).
-    """
-
-    def __init__(self, *engines: EngineLike) -> None:
-        self._engines = list(engines)
-        self._carried: Snapshot = {}
-        self._lock = threading.Lock()
-
-    def replace(self, old: EngineLike, new: EngineLike) -> None:
-        with self._lock:
-            index = self._engines.index(old)  # ValueError if old is not live
-            self._carried = merge([self._carried, counters_only(snapshot(old))])
-            self._engines[index] = new
-
-    def snapshots(self) -> list[Snapshot]:
-        with self._lock:
-            return [self._carried, *(snapshot(e) for e in self._engines)]
