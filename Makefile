@@ -6,7 +6,8 @@ IPS := $(VENV)/bin/ips-inline
 CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
-.PHONY: setup test lint unit replay-demo pcaps install-rules uninstall-rules bench-replay clean
+.PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
+	uninstall-rules bench-replay clean
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +20,15 @@ unit: setup
 
 lint: setup
 	$(VENV)/bin/ruff check ips_inline tests scripts
+
+demo: setup
+	scripts/demo.sh
+
+lab-up: setup
+	scripts/lab.sh up
+
+lab-down:
+	scripts/lab.sh down
 
 replay-demo: setup
 	@for f in pcaps/*.pcap pcaps/*.pcapng; do \
