@@ -124,14 +124,17 @@ class Daemon:
 
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
-        self.start_metrics()
-        self.enforcer.start(first=self.restore)
         callback = make_callback(self.engine.process, self.latency.observe)
         try:
             fd = self.source.bind(callback)
         except QueueError as exc:
-            self.enforcer.stop()
             raise DaemonError(str(exc)) from None
+        try:
+            self.start_metrics()
+        except DaemonError:
+            self.source.close()
+            raise
+        self.enforcer.start(first=self.restore)
         wake_r, wake_w = socket.socketpair()
         wake_w.setblocking(False)
         signal.set_wakeup_fd(wake_w.fileno())

@@ -9,6 +9,9 @@
 #   scenario.sh attacker   run every attack, each from its own source address,
 #                          bounded in count and time; after each, check that
 #                          the source is now cut off; exit 1 if one got through.
+#   scenario.sh attack NAME  one attack alone (the end-to-end tests use this):
+#                          icmp_flood syn_flood scan_syn scan_null scan_fin
+#                          scan_xmas sqli sqlmap
 #
 # Environment: VICTIM (IPv4 of the victim), ATTACK_NET (the /24 prefix, e.g.
 # 10.77.11), IFACE (default eth0), SCENARIO_DIR (shared between roles; default
@@ -110,8 +113,9 @@ scan() { # scan FLAG NAME HOST_ID
     before "$s"
     out=$(timeout 90 nmap "$1" -Pn -n -p 1-1000 -T4 --min-rate 2000 --max-retries 0 --host-timeout 60s \
         -e "$IFACE" -S "$s" "$VICTIM" 2>&1)
-    filtered=$(grep -Eo '[0-9]+ (filtered|open\|filtered)' <<<"$out" | head -1)
-    verdict "$2 (nmap $1, 1000 ports)" "$s" "nmap reports ${filtered:-no} ports filtered"
+    # "Not shown: 980 filtered tcp ports" (-sN/-sF/-sX say "open|filtered")
+    filtered=$(grep -Eo '[0-9]+ (open\|)?filtered' <<<"$out" | grep -Eo '^[0-9]+' | head -1)
+    verdict "$2 (nmap $1, 1000 ports)" "$s" "nmap reports ${filtered:-0} of 1000 ports filtered"
 }
 
 sqli() {
@@ -159,12 +163,33 @@ attacker() {
     return "$FAILED"
 }
 
+# One attack alone, for the end-to-end tests: scenario.sh attack NAME
+one_attack() {
+    add_sources
+    case "$1" in
+        icmp_flood) icmp_flood ;;
+        syn_flood) syn_flood ;;
+        scan_syn) scan -sS "SYN scan" 33 ;;
+        scan_null) scan -sN "NULL scan" 34 ;;
+        scan_fin) scan -sF "FIN scan" 35 ;;
+        scan_xmas) scan -sX "Xmas scan" 36 ;;
+        sqli) sqli ;;
+        sqlmap) sqlmap_attack ;;
+        *)
+            echo "unknown attack: $1" >&2
+            exit 2
+            ;;
+    esac
+    return "$FAILED"
+}
+
 ROLE=${1:-}
 case "$ROLE" in
     client) client ;;
     attacker) attacker ;;
+    attack) one_attack "${2:-}" ;;
     *)
-        echo "usage: $0 client|attacker" >&2
+        echo "usage: $0 client|attacker|attack NAME" >&2
         exit 2
         ;;
 esac

@@ -1,0 +1,217 @@
+"""End to end: the real daemon inline in the lab's victim namespace, real
+NFQUEUE and ipset, real attack tools (hping3, nmap, curl) from the attacker,
+a client browsing and pinging once a second throughout.
+
+The attacks are scenario.sh's, the same ones `make demo` plays; each uses its
+own source address (ATTACK_NET.31 ...), so each ban names one detector.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest_lab import lab_fixture  # noqa: F401  (the `lab` fixture)
+from lab import REPO, Lab
+
+pytestmark = pytest.mark.netns
+
+SCENARIO = str(REPO / "scripts" / "scenario.sh")
+VICTIM_SH = str(REPO / "scripts" / "victim.sh")
+IPS = str(REPO / ".venv" / "bin" / "ips-inline")
+
+
+class Victim:
+    """The daemon in the victim namespace, restartable."""
+
+    def __init__(self, lab: Lab, workdir: Path) -> None:
+        self.lab = lab
+        self.config = workdir / "ips.toml"
+        self.eve = workdir / "eve.json"
+        self.log = workdir / "daemon.log"
+        self.config.write_text(
+            f'[live]\neve_path = "{self.eve}"\nstate_path = "{workdir / "state.json"}"\n'
+            '[metrics]\nlisten = "127.0.0.1"\nport = 9100\n')
+        self.proc: subprocess.Popen | None = None
+
+    def ips(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.lab.exec("victim", [IPS, "--config", str(self.config), *args], check=check)
+
+    def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "a") as log:
+            self.proc = self.lab.popen("victim", [VICTIM_SH, "ips"], stdout=log, stderr=log,
+                                       env={**self.lab._script_env(),
+                                            "IPS_CONFIG": str(self.config)})
+        deadline = time.monotonic() + 20
+        while "inline on NFQUEUE" not in self.log.read_text()[offset:]:
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "daemon did not start"
+            time.sleep(0.1)
+
+    def stop(self, sig: str = "TERM") -> None:
+        assert self.proc is not None
+        self.lab.exec("victim", ["kill", f"-{sig}", str(self.proc.pid)])
+        self.proc.wait(10)
+        self.lab.kill(self.proc)
+
+    def bans(self) -> dict[str, str]:
+        return {b["ip"]: b["detector"] for b in json.loads(self.ips("bans", "--json").stdout)}
+
+    def metrics(self) -> str:
+        return self.lab.exec("victim", ["curl", "-sf", "http://127.0.0.1:9100/metrics"]).stdout
+
+    def metric(self, name: str, **labels: str) -> float:
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        line = f"{name}{{{want}}} " if labels else f"{name} "
+        for row in self.metrics().splitlines():
+            if row.startswith(line):
+                return float(row.split()[-1])
+        raise AssertionError(f"{line!r} not in /metrics")
+
+    def chain_counters(self) -> dict[str, int]:
+        out = self.lab.exec("victim", ["iptables", "-xvnL", "IPS_INLINE"]).stdout
+        counters = {}
+        for row in out.splitlines():
+            if "match-set" in row:
+                counters["ban_drop"] = int(row.split()[0])
+            elif "NFQUEUE" in row:
+                counters["queued"] = int(row.split()[0])
+        return counters
+
+
+@pytest.fixture(scope="module")
+def victim(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victim]:
+    lab.start_victim_http()
+    v = Victim(lab, tmp_path_factory.mktemp("victim"))
+    v.start()
+    yield v
+    lab.kill_all()
+
+
+@pytest.fixture(scope="module")
+def client(lab: Lab, victim: Victim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """scenario.sh's client role, browsing and pinging all through the module."""
+    shared = tmp_path_factory.mktemp("scenario")
+    proc = lab.popen("client", [SCENARIO, "client"], env=scenario_env(lab, shared),
+                     stdout=subprocess.PIPE, text=True)
+    yield shared
+    (shared / "stop").touch()
+    proc.wait(30)
+
+
+def scenario_env(lab: Lab, shared: Path) -> dict[str, str]:
+    return {**lab._script_env(), "VICTIM": lab.victim4, "ATTACK_NET": lab.victim4.rsplit(".", 1)[0],
+            "IFACE": lab.iface, "SCENARIO_DIR": str(shared)}
+
+
+def attack(lab: Lab, name: str, tmp_path: Path) -> str:
+    res = lab.exec("attacker", [SCENARIO, "attack", name], env=scenario_env(lab, tmp_path),
+                   check=False, timeout=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def source(lab: Lab, n: int) -> str:
+    return f"{lab.victim4.rsplit('.', 1)[0]}.{n}"
+
+
+def test_daemon_refuses_a_second_binding_and_missing_rules(lab: Lab, victim: Victim) -> None:
+    res = victim.ips("run", check=False)
+    assert res.returncode == 2 and "already bound" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = lab.exec("client", [IPS, "--config", str(victim.config), "run"], check=False)
+    assert res.returncode == 2 and "install-rules" in res.stderr
+
+
+def test_icmp_flood_is_banned_and_then_dropped_in_the_kernel(lab: Lab, victim: Victim,
+                                                             client: Path, tmp_path: Path) -> None:
+    out = attack(lab, "icmp_flood", tmp_path)
+    assert "STOPPED" in out
+    assert victim.bans()[source(lab, 31)] == "icmp_flood"
+    before = victim.chain_counters()
+    lab.exec("attacker", ["hping3", "--icmp", "-c", "200", "-i", "u1000", "-a", source(lab, 31),
+                          lab.victim4], check=False, timeout=30)
+    after = victim.chain_counters()
+    assert after["ban_drop"] - before["ban_drop"] >= 200
+    # The daemon saw only the client's few packets meanwhile, not the flood.
+    assert after["queued"] - before["queued"] < 50
+
+
+def test_syn_flood_is_banned(lab: Lab, victim: Victim, client: Path, tmp_path: Path) -> None:
+    attack(lab, "syn_flood", tmp_path)
+    assert victim.bans()[source(lab, 32)] == "syn_flood"
+
+
+@pytest.mark.parametrize(("name", "n", "detector"), [
+    ("scan_syn", 33, "port_scan"), ("scan_null", 34, "null_scan"),
+    ("scan_fin", 35, "fin_scan"), ("scan_xmas", 36, "xmas_scan")])
+def test_nmap_scans_are_banned_and_see_filtered_ports(lab: Lab, victim: Victim, client: Path,
+                                                      tmp_path: Path, name: str, n: int,
+                                                      detector: str) -> None:
+    out = attack(lab, name, tmp_path)
+    assert victim.bans()[source(lab, n)] == detector
+    filtered = re.search(r"nmap reports (\d+) of 1000 ports filtered", out)
+    assert filtered and int(filtered.group(1)) >= 900, out
+
+
+def test_sqli_gets_no_answer_then_a_ban_and_metrics_move(lab: Lab, victim: Victim, client: Path,
+                                                         tmp_path: Path) -> None:
+    alerts = victim.metric("ips_inline_alerts_total", detector="sqli")
+    drops = victim.metric("ips_inline_packets_total", verdict="drop", reason="detector")
+    out = attack(lab, "sqli", tmp_path)
+    assert "0 of 4 answered" in out
+    assert victim.bans()[source(lab, 37)] == "sqli"
+    assert victim.metric("ips_inline_alerts_total", detector="sqli") >= alerts + 3
+    assert victim.metric("ips_inline_packets_total", verdict="drop", reason="detector") >= drops + 3
+    assert victim.metric("ips_inline_bans_active") >= 1
+    records = [json.loads(line) for line in victim.eve.read_text().splitlines()]
+    assert any(r["event_type"] == "ban" and r["src_ip"] == source(lab, 37) for r in records)
+
+
+def test_unban_lets_the_source_back_in(lab: Lab, victim: Victim) -> None:
+    ip = source(lab, 37)
+    assert victim.ips("unban", ip).returncode == 0
+    time.sleep(1.5)  # the daemon follows the store within a second
+    lab.exec("attacker", ["curl", "-sf", "-o", "/dev/null", "-m", "3", "--interface", ip,
+                          f"http://{lab.victim4}/"])
+    assert ip not in victim.bans()
+
+
+def test_bans_outlive_a_restart_and_a_killed_daemon_leaves_traffic_flowing(
+        lab: Lab, victim: Victim, client: Path) -> None:
+    banned = source(lab, 31)
+    victim.stop("KILL")
+    # No daemon: the queue rule bypasses, so the client still gets answers,
+    # and the ban stays in the kernel.
+    lab.exec("client", ["curl", "-sf", "-o", "/dev/null", "-m", "3", f"http://{lab.victim4}/"])
+    assert lab.exec("attacker", ["ping", "-c", "1", "-W", "1", "-I", banned, lab.victim4],
+                    check=False).returncode != 0
+    victim.start()
+    assert "restored" in victim.log.read_text()
+    assert victim.bans()[banned] == "icmp_flood"
+    assert lab.exec("attacker", ["ping", "-c", "1", "-W", "1", "-I", banned, lab.victim4],
+                    check=False).returncode != 0
+
+
+def test_manual_ban_and_bad_addresses(lab: Lab, victim: Victim) -> None:
+    assert victim.ips("ban", source(lab, 39), "--duration", "60").returncode == 0
+    assert victim.bans()[source(lab, 39)] == "manual"
+    for bad in ("1.2.3.4; touch x", "$(id)", "-F", "fe80::1%eth0;x"):
+        res = victim.ips("ban", "--", bad, check=False)  # "--": so "-F" reaches the parser
+        assert res.returncode == 2 and "invalid IP address" in res.stderr
+
+
+def test_client_never_lost_a_request(lab: Lab, client: Path) -> None:
+    (client / "stop").touch()
+    deadline = time.monotonic() + 15
+    while not (client / "client.result").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    ok, lost, pings, ping_lost = map(int, (client / "client.result").read_text().split())
+    assert ok > 20 and lost == 0 and pings > 20 and ping_lost == 0
