@@ -51,8 +51,7 @@ export VICTIM="$VICTIM4" ATTACK_NET="${VICTIM4%.*}" IFACE="$LAB_IFACE" SCENARIO_
 client_pid=$!
 attack_ok=0
 "$LAB" exec attacker "$HERE/scenario.sh" attacker || attack_ok=1
-sleep 2
-touch "$SCENARIO_DIR/stop"
+touch "$SCENARIO_DIR/stop" # in case the attacker role died before it said so
 client_ok=0
 wait "$client_pid" || client_ok=1
 

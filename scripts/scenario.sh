@@ -28,10 +28,22 @@ mkdir -p "$SCENARIO_DIR"
 
 say() { printf '%s %s\n' "[$ROLE]" "$*"; }
 
+# The victim may still be starting (compose starts containers in parallel).
+wait_victim() {
+    local i
+    for i in $(seq 120); do
+        curl -sf -o /dev/null -m 1 "$URL/" && return 0
+        sleep 0.5
+    done
+    say "the victim at $URL never answered"
+    exit 2
+}
+
 # -- client --------------------------------------------------------------------
 client() {
     local ok=0 lost=0 pings=0 ping_lost=0 start=$SECONDS
-    rm -f "$SCENARIO_DIR/stop"
+    rm -f "$SCENARIO_DIR/stop" "$SCENARIO_DIR/client.result"
+    wait_victim
     while [ ! -e "$SCENARIO_DIR/stop" ] && ((SECONDS - start < CLIENT_MAX_SECONDS)); do
         if curl -sf -o /dev/null -m 5 "$URL/"; then ok=$((ok + 1)); else lost=$((lost + 1)); fi
         pings=$((pings + 1))
@@ -151,6 +163,7 @@ sqlmap_attack() {
 }
 
 attacker() {
+    wait_victim
     add_sources
     icmp_flood
     syn_flood
@@ -160,6 +173,8 @@ attacker() {
     scan -sX "Xmas scan" 36
     sqli
     sqlmap_attack
+    sleep 2
+    touch "$SCENARIO_DIR/stop" # the story is over: the client stops and reports
     return "$FAILED"
 }
 
