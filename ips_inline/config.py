@@ -93,7 +93,6 @@ class LiveConfig:
     eve_path: str = "/var/log/ips-inline/eve.json"
     state_path: str = "/var/lib/ips-inline/state.json"
     queue_maxlen: int = 4096
-    fail_open: bool = True
 
 
 @dataclass

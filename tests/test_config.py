@@ -55,3 +55,18 @@ def test_check_config_cli(tmp_path) -> None:
     assert len(res.stderr.strip().splitlines()) == 1
     res = _cli("check-config", str(tmp_path / "missing.toml"))
     assert res.returncode == 2 and "cannot read config" in res.stderr
+
+
+def test_readme_documents_every_key() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    from ips_inline.config import Config, DetectorConfig
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    cfg = Config()
+    for section in ("engine", "bans", "live", "metrics"):
+        for f in fields(getattr(cfg, section)):
+            assert f"`{section}.{f.name}" in readme, f"{section}.{f.name} not in README"
+    for f in fields(DetectorConfig):
+        assert f".{f.name}`" in readme, f"detectors.*.{f.name} not in README"
