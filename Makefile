@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench-replay clean
+	uninstall-rules bench bench-replay clean
 
 setup:
 	@scripts/setup.sh
@@ -45,6 +45,9 @@ install-rules: setup
 
 uninstall-rules: setup
 	$(IPS) $(CFG_ARG) uninstall-rules
+
+bench: setup
+	$(PY) scripts/bench/bench.py
 
 bench-replay: setup
 	$(PY) scripts/bench_replay.py

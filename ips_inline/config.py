@@ -68,6 +68,9 @@ class EngineConfig:
     http_max_head: int = 16384  # bytes of request head buffered per connection
     http_max_body: int = 16384  # bytes of request body buffered per connection
     alert_interval: float = 1.0  # seconds between repeated alert records per source+detector
+    # A connection is bypassed (no longer queued) after this many packets once
+    # its requests were all complete and clean, or it is not HTTP; 0 = never.
+    bypass_after_packets: int = 32
 
 
 @dataclass
@@ -93,6 +96,10 @@ class LiveConfig:
     eve_path: str = "/var/log/ips-inline/eve.json"
     state_path: str = "/var/lib/ips-inline/state.json"
     queue_maxlen: int = 4096
+    fail_open: bool = True  # a full queue accepts instead of dropping (NFQA_CFG_F_FAIL_OPEN)
+    sock_rcvbuf: int = 8 << 20  # netlink socket receive buffer, bytes
+    workers: int = 1  # processes on --queue-balance queue_num..queue_num+workers-1
+    bypass_mark: int = 0x40000000  # packet/conntrack mark bit of bypassed flows; 0 = no bypass
 
 
 @dataclass
@@ -199,15 +206,26 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config section detectors.{name} has a negative or zero value")
     if cfg.bans.max_duration > IPSET_MAX_TIMEOUT:
         raise ConfigError(f"config key bans.max_duration exceeds ipset's limit {IPSET_MAX_TIMEOUT}")
+    if cfg.engine.bypass_after_packets < 0:
+        raise ConfigError("config key engine.bypass_after_packets must be 0 (never) or more")
+    if not 0 <= cfg.live.bypass_mark < 1 << 32:
+        raise ConfigError("config key live.bypass_mark must be a 32-bit mark (0 = no bypass)")
+    if not 1 <= cfg.live.workers <= 64 or cfg.live.queue_num + cfg.live.workers > 65536:
+        raise ConfigError("config key live.workers must be 1..64 (queues within 0..65535)")
     if not 0 <= cfg.live.queue_num <= 65535:
         raise ConfigError("config key live.queue_num must be 0..65535")
     if not 0 < cfg.metrics.port <= 65535:
         raise ConfigError("config key metrics.port must be 1..65535")
 
 
+_ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))
+
+
 def _positive(section: Any, where: str) -> None:
     assert is_dataclass(section)
     for f in fields(section):
+        if f.name in _ZERO_MEANS_OFF:
+            continue
         value = getattr(section, f.name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ConfigError(f"config key {where}.{f.name} must be positive, got {value!r}")

@@ -124,7 +124,8 @@ class Daemon:
 
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
-        callback = make_callback(self.engine.process, self.latency.observe)
+        callback = make_callback(self.engine.process, self.latency.observe,
+                                 self.cfg.live.bypass_mark)
         try:
             fd = self.source.bind(callback)
         except QueueError as exc:

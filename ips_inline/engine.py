@@ -25,15 +25,17 @@ from .http import HttpRequest, HttpStream
 
 log = logging.getLogger(__name__)
 
-ACCEPT = True
-DROP = False
-# (verdict, reason) label pairs; Stats.verdicts is indexed by these codes.
+# Verdicts. BYPASS accepts and asks the kernel to stop queueing the connection.
+DROP, ACCEPT, BYPASS = 0, 1, 2
+# (verdict, reason) label pairs; Stats.verdicts is indexed by these codes, and
+# a request's worst outcome is their max, so the order matters.
 REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"),
            ("accept", "malformed"), ("accept", "error"), ("drop", "detector"),
-           ("drop", "banned"), ("drop", "malformed"), ("drop", "error"))
+           ("drop", "banned"), ("drop", "malformed"), ("drop", "error"), ("accept", "bypass"))
 (CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
- MALFORMED_DROP, ERROR_DROP) = range(len(REASONS))
-_ACCEPTS = tuple(verdict == "accept" for verdict, _reason in REASONS)
+ MALFORMED_DROP, ERROR_DROP, BYPASSED) = range(len(REASONS))
+_VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept" else DROP
+                 for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
 SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
 
@@ -87,9 +89,10 @@ class Engine:
                 for proto in det.protocols:
                     self._dispatch[proto] = (*self._dispatch.get(proto, ()), det)
         self._payload = tuple(d for d in self.detectors if d.payload)
+        self._bypass_after = cfg.engine.bypass_after_packets
 
-    def process(self, buf: bytes, now: float) -> bool:
-        """Verdict for one packet (ACCEPT/DROP). Never raises."""
+    def process(self, buf: bytes, now: float) -> int:
+        """Verdict for one packet: DROP, ACCEPT or BYPASS. Never raises."""
         self._now = now
         try:
             pkt = decode(buf)
@@ -107,16 +110,16 @@ class Engine:
                               self.stats.exceptions)
             return self._verdict(self.cfg.engine.error_policy == "accept", ERROR_OK, ERROR_DROP)
 
-    def _malformed(self, reason: str) -> bool:
+    def _malformed(self, reason: str) -> int:
         self.stats.malformed[reason] += 1
         return self._verdict(self.cfg.engine.malformed_policy == "accept", MALFORMED_OK,
                              MALFORMED_DROP)
 
-    def _verdict(self, accept: bool, if_accept: int, if_drop: int) -> bool:
+    def _verdict(self, accept: bool, if_accept: int, if_drop: int) -> int:
         self.stats.verdicts[if_accept if accept else if_drop] += 1
-        return accept
+        return ACCEPT if accept else DROP
 
-    def _inspect(self, pkt: Packet, now: float) -> bool:
+    def _inspect(self, pkt: Packet, now: float) -> int:
         if now >= self._next_sweep:
             self.sweep(now)
         verdicts = self.stats.verdicts
@@ -124,22 +127,43 @@ class Engine:
             verdicts[BANNED] += 1
             return DROP
         flow = self.flows.track(pkt, now) if pkt.proto == PROTO_TCP else None
-        if flow is not None and flow.blocked:
-            verdicts[DETECTED] += 1
-            return DROP
+        if flow is not None:
+            if flow.blocked:
+                verdicts[DETECTED] += 1
+                return DROP
+            if flow.bypassed:  # live, the kernel stops queueing it; replay does likewise
+                verdicts[BYPASSED] += 1
+                return BYPASS
         for det in self._dispatch.get(pkt.proto, ()):
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
                 code = self._hit(det, sig, pkt, flow, now)
                 verdicts[code] += 1
-                return _ACCEPTS[code]
-        if (flow is not None and pkt.payload and pkt.src == flow.src and flow.established
+                return _VERDICT[code]
+        if flow is None:
+            verdicts[CLEAN] += 1
+            return ACCEPT
+        code = CLEAN
+        if (pkt.payload and pkt.src == flow.src and flow.established
                 and not (flow.http is not None and flow.http.dead)):
-            return self._inspect_stream(pkt, flow, now)
-        verdicts[CLEAN] += 1
-        return ACCEPT
+            code = self._inspect_stream(pkt, flow, now)
+        flow.packets += 1
+        if code == CLEAN and flow.packets >= self._bypass_after and self._bypass_after:
+            code = self._maybe_bypass(flow)
+        verdicts[code] += 1
+        return _VERDICT[code]
 
-    def _inspect_stream(self, pkt: Packet, flow: Flow, now: float) -> bool:
+    def _maybe_bypass(self, flow: Flow) -> int:
+        """Bypass a connection once it has shown it carries nothing left to
+        inspect: its stream is not HTTP (or past the buffer bounds), or every
+        request so far was complete and clean and nothing is half-buffered."""
+        http = flow.http
+        if http is None or not (http.dead or (http.requests and not http.buf)):
+            return CLEAN
+        flow.bypassed = True
+        return BYPASSED
+
+    def _inspect_stream(self, pkt: Packet, flow: Flow, now: float) -> int:
         """A data segment from the initiator: reassemble, cut HTTP requests,
         run the payload detectors on each complete one. The segment that
         completes an attacking request is the one dropped."""
@@ -153,8 +177,7 @@ class Engine:
                 code = max(code, self._inspect_request(request, pkt, flow, now))
                 if code == DETECTED:
                     break
-        self.stats.verdicts[code] += 1
-        return _ACCEPTS[code]
+        return code
 
     def _inspect_request(self, request: HttpRequest, pkt: Packet, flow: Flow, now: float) -> int:
         flow.request = request

@@ -22,8 +22,8 @@ _SEQ_MASK = 0xFFFFFFFF
 
 
 class Flow:
-    __slots__ = ("seen", "src", "established", "handshake", "blocked", "next_seq",
-                 "pending", "http", "request")
+    __slots__ = ("seen", "src", "established", "handshake", "blocked", "bypassed", "packets",
+                 "next_seq", "pending", "http", "request")
 
     def __init__(self, src: bytes, now: float, next_seq: int, handshake: bool) -> None:
         self.seen = now
@@ -31,6 +31,8 @@ class Flow:
         self.established = False
         self.handshake = handshake  # a full handshake was seen (not picked up mid-stream)
         self.blocked = False  # an attack was found: every later segment is dropped
+        self.bypassed = False  # judged clean for good: the kernel stops queueing it
+        self.packets = 0  # packets that reached the end of inspection
         self.next_seq = next_seq
         self.pending: dict[int, bytes] | None = None
         self.http: HttpStream | None = None  # set once the stream looks like HTTP

@@ -86,13 +86,14 @@ class HttpRequest:
 class HttpStream:
     """Buffers one connection's request stream and cuts it into requests."""
 
-    __slots__ = ("buf", "max_head", "max_body", "dead")
+    __slots__ = ("buf", "max_head", "max_body", "dead", "requests")
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self.buf = b""
         self.max_head = max_head
         self.max_body = max_body
         self.dead = False  # stopped looking: not HTTP, or past a bound
+        self.requests = 0  # complete requests cut so far
 
     def feed(self, data: bytes) -> list[HttpRequest]:
         if self.dead:
@@ -107,6 +108,7 @@ class HttpStream:
             if req is None:
                 break
             out.append(req)
+        self.requests += len(out)
         return out
 
     def _next_request(self) -> HttpRequest | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from lab import LAB_SH, Lab
 
-TEST_PREFIX = "ipst"
+TEST_PREFIX = os.environ.get("IPS_TEST_LAB_PREFIX", "ipst")  # parallel runs need their own
 
 
 def lab_skip_reason() -> str | None:

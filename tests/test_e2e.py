@@ -80,6 +80,8 @@ class Victim:
         for row in out.splitlines():
             if "match-set" in row:
                 counters["ban_drop"] = int(row.split()[0])
+            elif "connmark match" in row:
+                counters["bypassed"] = int(row.split()[0])
             elif "NFQUEUE" in row:
                 counters["queued"] = int(row.split()[0])
         return counters
@@ -205,6 +207,19 @@ def test_manual_ban_and_bad_addresses(lab: Lab, victim: Victim) -> None:
     for bad in ("1.2.3.4; touch x", "$(id)", "-F", "fe80::1%eth0;x"):
         res = victim.ips("ban", "--", bad, check=False)  # "--": so "-F" reaches the parser
         assert res.returncode == 2 and "invalid IP address" in res.stderr
+
+
+def test_bulk_download_is_bypassed_after_its_request(lab: Lab, victim: Victim) -> None:
+    before = victim.chain_counters()
+    url = f"http://{lab.victim4}/download?size=30000000"
+    res = lab.exec("client", ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}",
+                              "-m", "60", url], timeout=90)
+    assert res.stdout == "30000000"
+    after = victim.chain_counters()
+    # The client's ACKs: the first 32 are queued, the rest skip userspace.
+    bypassed, queued = (after[k] - before[k] for k in ("bypassed", "queued"))
+    print(f"bypassed {bypassed}, queued {queued}")
+    assert bypassed > 200 and queued < 100
 
 
 def test_client_never_lost_a_request(lab: Lab, client: Path) -> None:

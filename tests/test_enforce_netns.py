@@ -125,6 +125,12 @@ def preexisting_rules(ns: str) -> None:
 
 
 ND_TYPES = ("133", "134", "135", "136")
+BYPASS_RULES = (
+    f"-A {CHAIN} -m connmark --mark 0x40000000/0x40000000 -j ACCEPT",
+    f"-A {CHAIN} -m mark --mark 0x40000000/0x40000000 -j CONNMARK --save-mark"
+    " --nfmask 0x40000000 --ctmask 0x40000000",
+    f"-A {CHAIN} -m mark --mark 0x40000000/0x40000000 -j ACCEPT",
+)
 
 
 def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
@@ -145,6 +151,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
         f"-A {CHAIN} -s 127.0.0.0/8 -j ACCEPT",
         f"-A {CHAIN} -s 198.51.100.0/24 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET4} src -j DROP",
+        *BYPASS_RULES,
         f"-A {CHAIN} -j NFQUEUE --queue-num 0 --queue-bypass",
     ]
     assert sh(ns, "ip6tables", "-S", CHAIN).splitlines() == [
@@ -154,6 +161,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
         *[f"-A {CHAIN} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j ACCEPT" for t in ND_TYPES],
         f"-A {CHAIN} -s ::1/128 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET6} src -j DROP",
+        *BYPASS_RULES,
         f"-A {CHAIN} -j NFQUEUE --queue-num 0 --queue-bypass",
     ]
     for tool in ("iptables", "ip6tables"):  # one jump, first in INPUT

@@ -144,6 +144,11 @@ def test_commands_install_default_config() -> None:
     chain = "IPS_INLINE"
     queue = ["-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
     local = ["-m", "addrtype", "--src-type", "LOCAL", "-j", "ACCEPT"]
+    mark = "0x40000000/0x40000000"
+    bypass = [["-m", "connmark", "--mark", mark, "-j", "ACCEPT"],
+              ["-m", "mark", "--mark", mark, "-j", "CONNMARK", "--save-mark",
+               "--nfmask", "0x40000000", "--ctmask", "0x40000000"],
+              ["-m", "mark", "--mark", mark, "-j", "ACCEPT"]]
     nd = ["router-solicitation", "router-advertisement", "neighbour-solicitation",
           "neighbour-advertisement"]
     assert rules.commands_install() == [
@@ -153,6 +158,7 @@ def test_commands_install_default_config() -> None:
         v4("-A", chain, *local),
         v4("-A", chain, "-s", "127.0.0.0/8", "-j", "ACCEPT"),
         v4("-A", chain, "-m", "set", "--match-set", "ips_inline_ban4", "src", "-j", "DROP"),
+        *[v4("-A", chain, *rule) for rule in bypass],
         v4("-A", chain, *queue),
         v4("-I", "INPUT", "-j", chain),
         v6("-N", chain),
@@ -162,6 +168,7 @@ def test_commands_install_default_config() -> None:
         *[v6("-A", chain, "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", chain, "-s", "::1/128", "-j", "ACCEPT"),
         v6("-A", chain, "-m", "set", "--match-set", "ips_inline_ban6", "src", "-j", "DROP"),
+        *[v6("-A", chain, *rule) for rule in bypass],
         v6("-A", chain, *queue),
         v6("-I", "INPUT", "-j", chain),
     ]
@@ -169,7 +176,7 @@ def test_commands_install_default_config() -> None:
 
 def test_commands_custom_config_and_whitelist_canonicalised() -> None:
     live = LiveConfig(queue_num=7, chain="IPSX", set_v4="s4", set_v6="s6", whitelist_loopback=False,
-                      whitelist_local=False)
+                      whitelist_local=False, bypass_mark=0)
     rules = RuleSet(live, ["10.1.2.3/8", "10.0.0.0/8", "2001:DB8::/32", "192.0.2.1"])
     assert rules.commands_fill(4) == [
         v4("-F", "IPSX"),
@@ -200,15 +207,14 @@ def test_commands_uninstall() -> None:
     ]
 
 
-def test_extra_rules_hook_goes_before_nfqueue() -> None:
-    class WithBypass(RuleSet):
-        def extra_rules(self, fam: int) -> list[list[str]]:
-            return [["-m", "connmark", "--mark", "0x1/0x1", "-j", "ACCEPT"]]
-
-    specs = WithBypass(LiveConfig()).rule_specs(4)
-    assert specs[-2] == ["-m", "connmark", "--mark", "0x1/0x1", "-j", "ACCEPT"]
+def test_bypass_rules_sit_between_ban_drop_and_nfqueue() -> None:
+    specs = RuleSet(LiveConfig(bypass_mark=0x10)).rule_specs(4)
+    ban = next(i for i, s in enumerate(specs) if "--match-set" in s)
+    assert specs[ban + 1] == ["-m", "connmark", "--mark", "0x10/0x10", "-j", "ACCEPT"]
+    save = ["CONNMARK", "--save-mark", "--nfmask", "0x10", "--ctmask", "0x10"]
+    assert specs[ban + 2][-6:] == save
     assert specs[-1][:2] == ["-j", "NFQUEUE"]
-    assert RuleSet(LiveConfig()).extra_rules(4) == []
+    assert RuleSet(LiveConfig(bypass_mark=0)).extra_rules(4) == []
 
 
 @pytest.mark.parametrize("chain", ["-F", "INPUT", "accept", "a b", "x;id", "c" * 29, ""])

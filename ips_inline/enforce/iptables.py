@@ -68,8 +68,18 @@ class RuleSet:
     # -- pure: the commands ------------------------------------------------------
 
     def extra_rules(self, fam: int) -> list[list[str]]:
-        """Rule specs inserted just before NFQUEUE (e.g. a connmark flow bypass)."""
-        return []
+        """Flow bypass, just before NFQUEUE (after the ban drop, so a banned
+        source's bypassed connections are dropped too): connections the
+        daemon marked are accepted without queueing; a packet the daemon
+        sends back (NF_REPEAT) with the mark saves it to the connmark."""
+        mark = self.live.bypass_mark
+        if not mark:
+            return []
+        m = f"{mark:#x}/{mark:#x}"
+        return [["-m", "connmark", "--mark", m, "-j", "ACCEPT"],
+                ["-m", "mark", "--mark", m, "-j", "CONNMARK", "--save-mark",
+                 "--nfmask", f"{mark:#x}", "--ctmask", f"{mark:#x}"],
+                ["-m", "mark", "--mark", m, "-j", "ACCEPT"]]
 
     def rule_specs(self, fam: int) -> list[list[str]]:
         """The chain's rules in order, as arguments after `-A <chain>`."""

@@ -11,27 +11,38 @@ from collections.abc import Callable
 
 from netfilterqueue import NetfilterQueue
 
+from ..engine import ACCEPT, DROP
+
 
 class QueueError(Exception):
     """The queue cannot be bound; one line for the user."""
 
 
-def make_callback(process: Callable[[bytes, float], bool],
-                  observe: Callable[[float], None]) -> Callable:
-    """The per-packet hot path: bytes and wall time in, verdict out."""
+def make_callback(process: Callable[[bytes, float], int],
+                  observe: Callable[[float], None], bypass_mark: int) -> Callable:
+    """The per-packet hot path: bytes and wall time in, verdict out.
+
+    BYPASS: the packet goes back through INPUT (NF_REPEAT) carrying the
+    bypass mark, where the rules save it to the connmark and accept; later
+    packets of the connection are accepted by the connmark rule, unqueued."""
     clock = time.time
     perf = time.perf_counter
 
     def on_packet(pkt) -> None:
         start = perf()
         try:
-            accept = process(pkt.get_payload(), clock())
+            verdict = process(pkt.get_payload(), clock())
         except BaseException:  # the engine never raises; this is the last guard
-            accept = True
-        if accept:
+            verdict = ACCEPT
+        if verdict == ACCEPT:
             pkt.accept()
-        else:
+        elif verdict == DROP:
             pkt.drop()
+        elif bypass_mark:
+            pkt.set_mark(pkt.get_mark() | bypass_mark)
+            pkt.repeat()
+        else:
+            pkt.accept()
         observe(perf() - start)
 
     return on_packet
