@@ -114,7 +114,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .daemon import DaemonError
     from .enforce.ipset import EnforceError
     from .enforce.store import StoreError
 
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s ips-inline[%(process)d] %(levelname)s %(message)s")
     try:
         return args.func(args, load(_config_path(args)))
-    except (ConfigError, PcapError, UserError, DaemonError, EnforceError, StoreError) as exc:
+    except (ConfigError, PcapError, UserError, EnforceError, StoreError) as exc:
         print(f"ips-inline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

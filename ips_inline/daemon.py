@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 from typing import IO
 
 from prometheus_client import CollectorRegistry
@@ -27,19 +28,16 @@ from .enforce.iptables import RuleError, RuleSet
 from .enforce.live import BanFailures, LiveEnforcer
 from .enforce.store import BanStore, StoreError
 from .engine import Engine
+from .errors import DaemonError
 from .eve import JsonLines
 from .latency import LatencyHistogram
-from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve
+from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .sources.nfqueue import QueueError, QueueSource, make_callback
 
 log = logging.getLogger("ips_inline")
 CAP_NET_ADMIN = 12
 TICK = 1.0  # seconds between housekeeping rounds when idle
 PRUNE_EVERY = 3600.0
-
-
-class DaemonError(Exception):
-    """A reason the daemon cannot start; one line for the user."""
 
 
 def has_net_admin() -> bool:
@@ -66,8 +64,13 @@ def open_eve(path: str) -> IO[str]:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, cfg_path: str | None) -> None:
+    """One engine on one queue. As a worker (workers.py) it gets its own
+    queue number and reports snapshots instead of serving metrics."""
+
+    def __init__(self, cfg: Config, cfg_path: str | None, queue_num: int | None = None,
+                 report: Callable[[dict], None] | None = None) -> None:
         self.cfg = cfg
+        self.report = report
         self.cfg_path = cfg_path
         self.stop = False
         self.reload = False
@@ -81,18 +84,19 @@ class Daemon:
                                      self.store, self.failures)
         self.bans = BanManager(cfg.bans, Whitelist(cfg.engine.whitelist), self.enforcer)
         self.engine = Engine(cfg, self.bans, JsonLines(self.eve))
-        self.source = QueueSource(live.queue_num, live.queue_maxlen)
+        self.queue_num = live.queue_num if queue_num is None else queue_num
+        self.source = QueueSource(self.queue_num, live.queue_maxlen)
         self._store_mtime = 0.0
         self._next_prune = 0.0
         self.metrics_server = None
 
     def start_metrics(self) -> None:
-        if not self.cfg.metrics.enabled:
+        if not self.cfg.metrics.enabled or self.report is not None:
             return
         registry = CollectorRegistry()
         registry.register(IpsCollector(lambda: [self.engine], DaemonMetrics(
             latency=self.latency, ban_failures=self.failures, reloads=self.reloads,
-            bans_active=lambda: self.enforcer.active_count, queues=(self.cfg.live.queue_num,))))
+            bans_active=lambda: self.enforcer.active_count, queues=(self.queue_num,))))
         try:
             self.metrics_server = serve(self.cfg.metrics, registry)
         except MetricsError as exc:
@@ -142,7 +146,7 @@ class Daemon:
         for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
                              (signal.SIGHUP, self._on_hup)):
             signal.signal(sig, handler)
-        log.info("ips-inline inline on NFQUEUE %d", self.cfg.live.queue_num)
+        log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
             self._loop(fd, wake_r)
         finally:
@@ -172,6 +176,8 @@ class Daemon:
 
     def _housekeeping(self, now: float) -> None:
         self.engine.sweep(now)
+        if self.report is not None:
+            self._report()
         mtime = self.store.mtime()
         try:
             if mtime != self._store_mtime:  # `ips-inline ban/unban` changed it
@@ -184,6 +190,14 @@ class Daemon:
                 self.store.prune(now, self.cfg.bans.history_ttl)
         except StoreError as exc:
             log.error("%s", exc)
+
+    def _report(self) -> None:
+        snap = snapshot(self.engine, self.latency)
+        snap["ban_failures"].update(set_full=self.failures.set_full, netlink=self.failures.netlink)
+        try:
+            self.report(snap)
+        except OSError:  # the supervisor is gone: it will stop us too
+            self.stop = True
 
     def _reload(self) -> None:
         self.reload = False
@@ -222,6 +236,10 @@ def preflight(cfg: Config) -> None:
 def run(cfg: Config, cfg_path: str | None) -> int:
     preflight(cfg)
     try:
+        if cfg.live.workers > 1:
+            from .workers import Supervisor
+
+            return Supervisor(cfg, cfg_path).run()
         return Daemon(cfg, cfg_path).run()
     except (StoreError, EnforceError) as exc:
         raise DaemonError(str(exc)) from None

@@ -4,3 +4,7 @@ module's user-facing error derives from it or is converted to it."""
 
 class UserError(Exception):
     """Something the user can fix: bad input, missing permission, wrong state."""
+
+
+class DaemonError(UserError):
+    """A reason the daemon cannot start or go on."""

@@ -95,8 +95,16 @@ class RuleSet:
         specs += [["-s", cidr, "-j", "ACCEPT"] for cidr in self.whitelist[fam]]
         specs.append(["-m", "set", "--match-set", self.ban_sets[fam], "src", "-j", "DROP"])
         specs += self.extra_rules(fam)
-        specs.append(["-j", "NFQUEUE", "--queue-num", str(self.live.queue_num), "--queue-bypass"])
+        specs.append(["-j", "NFQUEUE", *self._queue_args(), "--queue-bypass"])
         return specs
+
+    def _queue_args(self) -> list[str]:
+        """One queue, or one per worker: --queue-balance hashes the address
+        pair, so a source always reaches the same worker."""
+        first, n = self.live.queue_num, self.live.workers
+        if n == 1:
+            return ["--queue-num", str(first)]
+        return ["--queue-balance", f"{first}:{first + n - 1}"]
 
     def commands_fill(self, fam: int) -> list[list[str]]:
         """Flush our chain, then append every rule (the chain is ours alone)."""
