@@ -29,7 +29,7 @@ from .enforce.live import BanFailures, LiveEnforcer
 from .enforce.store import BanStore, StoreError
 from .engine import Engine
 from .errors import DaemonError
-from .eve import JsonLines
+from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .sources.nfqueue import QueueError, QueueSource, make_callback
@@ -38,6 +38,7 @@ log = logging.getLogger("ips_inline")
 CAP_NET_ADMIN = 12
 TICK = 1.0  # seconds between housekeeping rounds when idle
 PRUNE_EVERY = 3600.0
+EVE_ALERTS_PER_SECOND = 200  # alert records written a second at most; the rest counted
 
 
 def has_net_admin() -> bool:
@@ -83,9 +84,11 @@ class Daemon:
         self.enforcer = LiveEnforcer(IpsetEnforcer(live.set_v4, live.set_v6, live.maxelem),
                                      self.store, self.failures)
         self.bans = BanManager(cfg.bans, Whitelist(cfg.engine.whitelist), self.enforcer)
-        self.engine = Engine(cfg, self.bans, JsonLines(self.eve))
+        self.sink = AlertBudget(JsonLines(self.eve), EVE_ALERTS_PER_SECOND)
+        self.engine = Engine(cfg, self.bans, self.sink)
         self.queue_num = live.queue_num if queue_num is None else queue_num
-        self.source = QueueSource(self.queue_num, live.queue_maxlen)
+        self.source = QueueSource(self.queue_num, live.queue_maxlen, live.fail_open,
+                                  live.sock_rcvbuf)
         self._store_mtime = 0.0
         self._next_prune = 0.0
         self.metrics_server = None
@@ -129,7 +132,7 @@ class Daemon:
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
         callback = make_callback(self.engine.process, self.latency.observe,
-                                 self.cfg.live.bypass_mark)
+                                 self.cfg.live.bypass_mark, self.source.accepts)
         try:
             fd = self.source.bind(callback)
         except QueueError as exc:
@@ -176,6 +179,7 @@ class Daemon:
 
     def _housekeeping(self, now: float) -> None:
         self.engine.sweep(now)
+        self.sink.tick()
         if self.report is not None:
             self._report()
         mtime = self.store.mtime()

@@ -2,72 +2,180 @@
 
 Every packet gets a verdict, whatever happens in the engine: a packet left
 without one would sit in the queue until the daemon exits.
+
+ACCEPT verdicts are batched (AcceptBatch): one NFQNL_MSG_VERDICT_BATCH per
+drain (or per BATCH_MAX accepts) instead of one sendto() per packet; DROP and
+BYPASS stay per packet and are sent at once, so they are never overtaken by a
+batch accept (a batch covers only packets still queued, up to its id).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import time
 from collections.abc import Callable
+from operator import methodcaller
 
-from netfilterqueue import NetfilterQueue
+from netfilterqueue import NetfilterQueue, Packet
 
 from ..engine import ACCEPT, DROP
+from .nfq_netlink import NfqNetlinkError, QueueControl
+
+log = logging.getLogger(__name__)
+# Accepts deferred at most: bounds the added latency and keeps the packets held
+# for a batch far below any sane queue_maxlen.
+BATCH_MAX = 64
 
 
 class QueueError(Exception):
     """The queue cannot be bound; one line for the user."""
 
 
+class AcceptBatch:
+    """ACCEPT verdicts deferred to one batch verdict.
+
+    The kernel keeps queued packets in id order and a batch verdict applies to
+    every packet still queued with an id up to the given one, so sending the
+    last accepted id accepts exactly the deferred packets: those dropped or
+    repeated meanwhile already left the queue. `ids` is appended to by the
+    callback (a C call); ids only grow (modulo 2**32, which the kernel handles)."""
+
+    __slots__ = ("ids", "limit", "_send")
+
+    def __init__(self, limit: int = BATCH_MAX) -> None:
+        self.ids: list[int] = []
+        self.limit = limit
+        self._send: Callable[[int], None] | None = None
+
+    def connect(self, send: Callable[[int], None]) -> None:
+        self._send = send
+
+    def flush(self) -> None:
+        ids = self.ids
+        if not ids or self._send is None:
+            return
+        last = ids[-1]
+        ids.clear()
+        try:
+            self._send(last)
+        except OSError as exc:
+            # The packets stay queued; the next batch (a higher id) covers them.
+            log.error("NFQUEUE batch verdict up to id %d failed: %s", last, exc)
+
+
 def make_callback(process: Callable[[bytes, float], int],
-                  observe: Callable[[float], None], bypass_mark: int) -> Callable:
+                  observe: Callable[[float], None], bypass_mark: int,
+                  accepts: AcceptBatch | None = None) -> Callable:
     """The per-packet hot path: bytes and wall time in, verdict out.
 
     BYPASS: the packet goes back through INPUT (NF_REPEAT) carrying the
     bypass mark, where the rules save it to the connmark and accept; later
-    packets of the connection are accepted by the connmark rule, unqueued."""
+    packets of the connection are accepted by the connmark rule, unqueued.
+    With `accepts`, ACCEPT is deferred to the batch (QueueSource.drain sends it)."""
     clock = time.time
     perf = time.perf_counter
+    accept: Callable[[Packet], object] = methodcaller("accept")  # pkt.accept(), called from C
+    if accepts is not None:
+        defer, pending, limit, flush = accepts.ids.append, accepts.ids, accepts.limit, accepts.flush
 
-    def on_packet(pkt) -> None:
+        def accept(pkt: Packet) -> None:
+            defer(pkt.id)
+            if len(pending) >= limit:
+                flush()
+
+    def on_packet(pkt: Packet) -> None:
         start = perf()
         try:
             verdict = process(pkt.get_payload(), clock())
         except BaseException:  # the engine never raises; this is the last guard
             verdict = ACCEPT
         if verdict == ACCEPT:
-            pkt.accept()
+            accept(pkt)
         elif verdict == DROP:
             pkt.drop()
         elif bypass_mark:
             pkt.set_mark(pkt.get_mark() | bypass_mark)
             pkt.repeat()
         else:
-            pkt.accept()
+            accept(pkt)
         observe(perf() - start)
 
     return on_packet
 
 
+class _Replay:
+    """Datagrams read off the socket before the config ACK, handed back to
+    NetfilterQueue.run_socket() as if read from the socket."""
+
+    def __init__(self, datagrams: list[bytes]) -> None:
+        self._datagrams = iter(datagrams)
+
+    def recv(self, _size: int) -> bytes:
+        for datagram in self._datagrams:
+            return datagram
+        raise BlockingIOError(errno.EAGAIN, "replayed")  # ends run_socket()
+
+
 class QueueSource:
-    def __init__(self, queue_num: int, maxlen: int) -> None:
+    def __init__(self, queue_num: int, maxlen: int, fail_open: bool = True,
+                 rcvbuf: int = 8 << 20, batch: bool = True) -> None:
         self.queue_num = queue_num
         self.maxlen = maxlen
+        self.fail_open = fail_open
+        self.rcvbuf = rcvbuf
         self.nfq = NetfilterQueue()
+        self.accepts = AcceptBatch() if batch else None
+        self.control: QueueControl | None = None
 
     def bind(self, callback: Callable) -> int:
-        """Bind the queue; returns the netlink fd to poll."""
+        """Bind the queue and apply rcvbuf, max length and fail-open; returns
+        the netlink fd to poll."""
         try:
             self.nfq.bind(self.queue_num, callback, max_len=self.maxlen)
         except OSError:
             raise QueueError(f"cannot bind NFQUEUE {self.queue_num}: it is already bound by "
                              "another process (another ips-inline?)") from None
-        return self.nfq.get_fd()
+        fd = self.nfq.get_fd()
+        try:
+            self._configure(fd)
+        except (OSError, NfqNetlinkError) as exc:
+            self.close()
+            raise QueueError(f"cannot configure NFQUEUE {self.queue_num}: {exc}") from None
+        return fd
+
+    def _configure(self, fd: int) -> None:
+        self.control = control = QueueControl(fd, self.queue_num)
+        granted = control.set_rcvbuf(self.rcvbuf)
+        if granted < self.rcvbuf:
+            log.warning("NFQUEUE %d: socket receive buffer %d bytes, %d requested",
+                        self.queue_num, granted, self.rcvbuf)
+        if self.accepts is not None:
+            self.accepts.connect(control.batch_sender())
+        backlog: list[bytes] = []
+        try:
+            control.configure(fail_open=self.fail_open, maxlen=self.maxlen, backlog=backlog)
+        finally:
+            if backlog:  # packets queued before the ACK: verdict them now
+                self.nfq.run_socket(_Replay(backlog))
+                self._flush()
 
     def drain(self) -> None:
         """Verdict every packet waiting on the socket, then return."""
-        self.nfq.run(block=False)
+        try:
+            self.nfq.run(block=False)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.accepts is not None:
+            self.accepts.flush()
 
     def close(self) -> None:
         # Unbinding hands the queue back to the kernel: with --queue-bypass,
         # traffic flows uninspected until a daemon binds again.
+        self._flush()
         self.nfq.unbind()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
