@@ -6,11 +6,12 @@ ConfigError naming the key, so `check-config` and the daemon fail in one line.
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from .enforce.addr import parse_network
 
 DETECTOR_NAMES = (
     "icmp_flood",
@@ -59,6 +60,9 @@ def _detector_defaults() -> dict[str, DetectorConfig]:
 class EngineConfig:
     malformed_policy: str = "accept"  # verdict for undecodable packets
     error_policy: str = "accept"  # verdict when a detector raises
+    # Verdict for packets shorter than their IP header says (NFQUEUE copies about
+    # 4016 bytes): "accept" inspects what was copied, then stops inspecting the stream.
+    truncated_policy: str = "accept"
     whitelist: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     max_sources: int = 65536  # per-source state entries, per table
     max_flows: int = 65536  # tracked TCP connections
@@ -189,12 +193,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
-    for key in ("malformed_policy", "error_policy"):
+    for key in ("malformed_policy", "error_policy", "truncated_policy"):
         if getattr(cfg.engine, key) not in ("accept", "drop"):
             raise ConfigError(f"config key engine.{key} must be 'accept' or 'drop'")
     for cidr in cfg.engine.whitelist:
         try:
-            ipaddress.ip_network(cidr, strict=False)
+            parse_network(cidr)
         except ValueError:
             raise ConfigError(f"config key engine.whitelist has a bad CIDR {cidr!r}") from None
     _positive(cfg.engine, "engine")

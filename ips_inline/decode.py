@@ -47,13 +47,14 @@ class Packet:
     never formats them; `src_ip`/`dst_ip` format on demand for alerts."""
 
     __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq",
-                 "icmp_type", "payload", "length", "fragment")
+                 "icmp_type", "payload", "length", "fragment", "truncated")
 
     def __init__(self) -> None:
         self.sport = self.dport = self.flags = self.seq = 0
         self.icmp_type = -1
         self.payload = b""
         self.fragment = False
+        self.truncated = False  # the IP header claims more bytes than we were given
 
     @property
     def src_ip(self) -> str:
@@ -90,10 +91,13 @@ def _decode4(buf: bytes) -> Packet:
     end = min(total, len(buf))
     pkt = Packet()
     pkt.src, pkt.dst, pkt.proto, pkt.length = src, dst, proto, end
-    if frag & 0x1FFF:  # a non-first fragment carries no L4 header
+    if total > end:
+        pkt.truncated = True
+    if frag & 0x3FFF:  # MF or an offset: a fragment
         pkt.fragment = True
+        if not frag & 0x1FFF:  # only the first one carries the L4 header
+            _decode_first_fragment(pkt, buf, ihl, end)
         return pkt
-    pkt.fragment = bool(frag & 0x2000)
     _decode_l4(pkt, buf, ihl, end)
     return pkt
 
@@ -105,6 +109,8 @@ def _decode6(buf: bytes) -> Packet:
     end = min(40 + plen, len(buf))
     pkt = Packet()
     pkt.src, pkt.dst, pkt.length = buf[8:24], buf[24:40], end
+    if 40 + plen > end:
+        pkt.truncated = True
     nxt, off = buf[6], 40
     for _ in range(_MAX_EXT):
         if nxt == _V6_FRAG:
@@ -127,8 +133,20 @@ def _decode6(buf: bytes) -> Packet:
     if off > end:
         raise Malformed("ipv6_ext_truncated")
     pkt.proto = nxt
-    _decode_l4(pkt, buf, off, end)
+    if pkt.fragment:
+        _decode_first_fragment(pkt, buf, off, end)
+    else:
+        _decode_l4(pkt, buf, off, end)
     return pkt
+
+
+def _decode_first_fragment(pkt: Packet, buf: bytes, off: int, end: int) -> None:
+    """Ports of a first fragment, when it holds them. A tiny first fragment is
+    no reason to call the packet malformed: the engine judges the datagram."""
+    try:
+        _decode_l4(pkt, buf, off, end)
+    except Malformed:
+        pkt.payload = b""
 
 
 def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:

@@ -17,10 +17,11 @@ from collections import Counter
 from .bans import BanManager, Whitelist
 from .config import Config
 from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
+from .defrag import COMPLETE, HELD, Defrag
 from .detectors import Context, Detector, build
 from .detectors.base import Signature
 from .eve import EventSink, alert_record, ban_record, unban_record
-from .flows import Flow, FlowTable
+from .flows import Flow, FlowTable, StreamError
 from .http import HttpRequest, HttpStream
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,12 @@ DROP, ACCEPT, BYPASS = 0, 1, 2
 # a request's worst outcome is their max, so the order matters.
 REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"),
            ("accept", "malformed"), ("accept", "error"), ("drop", "detector"),
-           ("drop", "banned"), ("drop", "malformed"), ("drop", "error"), ("accept", "bypass"))
+           ("drop", "banned"), ("drop", "malformed"), ("drop", "error"), ("accept", "bypass"),
+           ("drop", "stream_conflict"), ("drop", "stream_overflow"), ("accept", "fragment_held"),
+           ("drop", "fragment"), ("drop", "truncated"))
 (CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
- MALFORMED_DROP, ERROR_DROP, BYPASSED) = range(len(REASONS))
+ MALFORMED_DROP, ERROR_DROP, BYPASSED, STREAM_CONFLICT, STREAM_OVERFLOW, FRAGMENT_HELD,
+ FRAGMENT_DROP, TRUNCATED_DROP) = range(len(REASONS))
 _VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept" else DROP
                  for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
@@ -49,6 +53,7 @@ class Stats:
         self.bans: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter(dict.fromkeys(MALFORMED_REASONS, 0))
         self.exceptions = 0
+        self.truncated = 0  # shorter than their IP header says (NFQUEUE copy limit)
 
     @property
     def packets(self) -> int:
@@ -71,6 +76,7 @@ class Engine:
         self._now = 0.0
         self._ctx: Context | None = None
         self._next_error_log = 0.0
+        self.defrag = Defrag()
         self.reconfigure(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
@@ -101,6 +107,8 @@ class Engine:
         except Exception:  # a decoder bug must not take the daemon down
             return self._malformed("decode_error")
         try:
+            if pkt.fragment or pkt.truncated:  # rare: one check keeps them off the fast path
+                return self._unusual(buf, pkt, now)
             return self._inspect(pkt, now)
         except Exception:
             self.stats.exceptions += 1
@@ -168,7 +176,10 @@ class Engine:
         run the payload detectors on each complete one. The segment that
         completes an attacking request is the one dropped."""
         code = CLEAN
-        data = flow.reassemble(pkt.seq, pkt.payload)
+        try:
+            data = flow.reassemble(pkt.seq, pkt.payload)
+        except StreamError as exc:  # overlap with other bytes, or too far out of order
+            return REASONS.index(("drop", exc.reason))
         if data:
             if flow.http is None:
                 flow.http = HttpStream(self.cfg.engine.http_max_head,
@@ -235,6 +246,7 @@ class Engine:
         self._now = now
         self._next_sweep = now + SWEEP_INTERVAL
         self.flows.sweep(now)
+        self.defrag.sweep(now)
         self.bans.sweep(now)
         for table in self._ctx.tables.values():
             table.sweep(now)
@@ -244,3 +256,43 @@ class Engine:
     def tables(self) -> list:
         """Every bounded table, for sweeps and the evictions metric."""
         return [self.flows.syn, self.flows.est, self.bans.history, *self._ctx.tables.values()]
+
+    # -- fragments and truncated packets (rare; reached by one check in process) --
+    def _unusual(self, buf: bytes, pkt: Packet, now: float) -> int:
+        """Cut short (NFQUEUE copies about 4016 bytes): counted, and dropped if
+        truncated_policy says so. Fragments go to reassembly."""
+        if pkt.truncated:
+            self.stats.truncated += 1
+            if self.cfg.engine.truncated_policy == "drop":
+                self.stats.verdicts[TRUNCATED_DROP] += 1
+                return DROP
+        if pkt.fragment:
+            return self._fragment(buf, pkt, now)
+        return self._truncated(pkt, now)
+
+    def _fragment(self, buf: bytes, pkt: Packet, now: float) -> int:
+        """Fragments are held (accepted: the host cannot use them alone) until
+        one completes its datagram, which is inspected whole; that fragment
+        carries the datagram's verdict, so a dropped datagram never completes."""
+        if self.bans.is_banned(pkt.src, now):
+            self.stats.verdicts[BANNED] += 1
+            return DROP
+        status, datagram = self.defrag.feed(buf, now)
+        if status == COMPLETE:
+            verdict = self.process(datagram, now)
+            if verdict == DROP:
+                self.defrag.condemn(now)  # its late pieces are dropped too
+            return verdict
+        code = FRAGMENT_HELD if status == HELD else FRAGMENT_DROP
+        self.stats.verdicts[code] += 1
+        return _VERDICT[code]
+
+    def _truncated(self, pkt: Packet, now: float) -> int:
+        """Accepted by policy: inspected as far as it goes, then its stream is
+        given up (the missing bytes would desynchronise reassembly)."""
+        verdict = self._inspect(pkt, now)
+        if pkt.proto == PROTO_TCP:
+            flow = self.flows.est.get((pkt.src, pkt.sport, pkt.dst, pkt.dport), now)
+            if flow is not None and flow.http is not None:
+                flow.http.dead = True
+        return verdict

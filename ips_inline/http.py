@@ -16,6 +16,10 @@ _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PAT
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")
 _LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)", re.I | re.M)
+# Chunked wins over Content-Length (RFC 9112 6.3), as in the servers we protect.
+_CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:[^\n]*\bchunked\b", re.I | re.M)
+_CHUNK_SIZE = re.compile(rb"[ \t]*([0-9a-fA-F]{1,8})[ \t]*(;[^\n]*)?$")
+_LINE_MAX = 4096  # a chunk-size or trailer line longer than this is not HTTP
 # Headers whose values are structure, not user data: skipping them avoids
 # false positives (Accept: */*, Content-Type: ...; charset=...).
 _STRUCTURAL = frozenset(("host", "content-length", "content-type", "accept", "accept-encoding",
@@ -83,10 +87,82 @@ class HttpRequest:
         return [self.path, *self.params, *self.header_values]
 
 
+class Dechunker:
+    """Incremental de-chunking of one request body (Transfer-Encoding: chunked):
+    raw bytes in, the decoded body kept up to `limit`. Servers hand the
+    application the decoded body, so that is what the detectors must read.
+    Only the decoded body is kept: chunk framing costs no buffer space."""
+
+    __slots__ = ("head", "limit", "parts", "size", "left", "trailers", "done", "bad", "over")
+
+    def __init__(self, head: bytes, limit: int) -> None:
+        self.head = head
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0  # decoded bytes kept
+        self.left = 0  # chunk data still to come; -1: the CRLF after it
+        self.trailers = False  # past the last chunk: trailer lines up to an empty one
+        self.done = self.bad = self.over = False
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    def feed(self, buf: bytes) -> int:
+        """Consume what it can of `buf`; returns how many bytes it used. Stops
+        (done) at the body's end, on bad framing, or past the limit."""
+        pos = 0
+        while not self.done:
+            if self.left > 0:
+                piece = buf[pos:pos + self.left]
+                if not piece:
+                    break
+                self._keep(piece)
+                self.left -= len(piece)
+                pos += len(piece)
+                self.left = self.left or -1
+                continue
+            nl = buf.find(b"\n", pos, pos + _LINE_MAX)
+            if nl < 0:
+                if len(buf) - pos >= _LINE_MAX:
+                    self._stop(bad=True)
+                break
+            self._line(buf[pos:nl].rstrip(b"\r"))
+            pos = nl + 1
+        return pos
+
+    def _line(self, line: bytes) -> None:
+        if self.left == -1:  # the line ending a chunk's data must be empty
+            self.left = 0
+            if line:
+                self._stop(bad=True)
+        elif self.trailers:
+            if not line:
+                self.done = True
+        else:
+            match = _CHUNK_SIZE.match(line)
+            if match is None:
+                self._stop(bad=True)
+                return
+            self.left = int(match.group(1), 16)
+            self.trailers = self.left == 0
+
+    def _keep(self, piece: bytes) -> None:
+        room = self.limit - self.size
+        if len(piece) > room:
+            piece = piece[:room]
+            self._stop(over=True)
+        self.parts.append(piece)
+        self.size += len(piece)
+
+    def _stop(self, bad: bool = False, over: bool = False) -> None:
+        self.done, self.bad, self.over = True, self.bad or bad, self.over or over
+
+
 class HttpStream:
     """Buffers one connection's request stream and cuts it into requests."""
 
-    __slots__ = ("buf", "max_head", "max_body", "dead", "requests")
+    __slots__ = ("buf", "max_head", "max_body", "dead", "requests", "chunked")
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self.buf = b""
@@ -94,6 +170,7 @@ class HttpStream:
         self.max_body = max_body
         self.dead = False  # stopped looking: not HTTP, or past a bound
         self.requests = 0  # complete requests cut so far
+        self.chunked: Dechunker | None = None  # a chunked body in progress
 
     def feed(self, data: bytes) -> list[HttpRequest]:
         if self.dead:
@@ -101,7 +178,7 @@ class HttpStream:
         self.buf += data
         out = []
         while self.buf:
-            if not looks_like_http(self.buf[:10]):
+            if self.chunked is None and not looks_like_http(self.buf[:10]):
                 self.dead = True
                 break
             req = self._next_request()
@@ -112,6 +189,8 @@ class HttpStream:
         return out
 
     def _next_request(self) -> HttpRequest | None:
+        if self.chunked is not None:
+            return self._next_chunks()
         buf = self.buf
         end = _HEAD_END.search(buf, 0, self.max_head + 4)
         if end is None:
@@ -120,6 +199,10 @@ class HttpStream:
             self.dead = True  # an endless head: inspect what we have, then stop
             return HttpRequest(buf[: self.max_head], b"", truncated=True)
         head = buf[: end.start()]
+        if _CHUNKED.search(head):
+            self.chunked = Dechunker(head, self.max_body)
+            self.buf = buf[end.end():]
+            return self._next_chunks()
         match = _LENGTH.search(head)
         length = int(match.group(1)) if match else 0
         body_end = end.end() + min(length, self.max_body)
@@ -129,3 +212,14 @@ class HttpStream:
         if length > self.max_body:
             self.dead = True  # the rest of an oversized body is not parsed as requests
         return HttpRequest(head, buf[end.end(): body_end], truncated=length > self.max_body)
+
+    def _next_chunks(self) -> HttpRequest | None:
+        body = self.chunked
+        assert body is not None
+        self.buf = self.buf[body.feed(self.buf):]
+        if not body.done:
+            return None
+        self.chunked = None
+        if body.bad or body.over:
+            self.dead = True  # framing we cannot follow: inspect what we have, then stop
+        return HttpRequest(body.head, body.body, truncated=body.bad or body.over)

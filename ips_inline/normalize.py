@@ -16,6 +16,8 @@ _OVERLONG = re.compile(rb"[\xc0\xc1][\x80-\xbf]")
 _SQL_VERSIONED = re.compile(r"/\*!\d*")  # MySQL /*!50000 ... */ runs its content
 _SQL_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _SPACE = re.compile(r"\s+")
+_BLANKS = re.compile(r"[^\S\n]+")  # white space other than newlines
+_URL_IGNORED = re.compile(r"[\t\r\n\x00]")  # browsers drop these inside URLs
 
 
 def _overlong(match: re.Match[bytes]) -> bytes:
@@ -45,13 +47,21 @@ def decode_value(text: str, plus: bool = True) -> str:
     return percent_decode(text, plus)
 
 
-def fold(text: str) -> str:
+def fold(text: str, newlines: bool = False) -> str:
     """Canonical form for pattern matching: entities, SQL comments, case,
-    and runs of white space (tabs and newlines included) as one space."""
+    and runs of white space (tabs and newlines included) as one space.
+    `newlines` keeps line breaks: to a shell they separate commands."""
     text = html.unescape(text) if "&" in text else text
     if "/*" in text:
         text = _SQL_COMMENT.sub(" ", _SQL_VERSIONED.sub(" ", text)).replace("*/", " ")
-    return _SPACE.sub(" ", text.lower())
+    return (_BLANKS if newlines else _SPACE).sub(" ", text.lower())
+
+
+def url_text(text: str) -> str:
+    """Markup as a browser reads a URL attribute: entities decoded, tabs,
+    line breaks and NULs dropped (`jav&#x09;ascript:` runs as javascript:)."""
+    text = html.unescape(text) if "&" in text else text
+    return _URL_IGNORED.sub("", text).lower()
 
 
 def split_params(query: str) -> list[str]:

@@ -40,13 +40,20 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
                 show.flush()
         if show is not None:
             show.write("\n")
-    record = stats_record(engine.stats, [ip for ip, _d, _det in enforcer.bans], non_ip)
+    record = stats_record(engine.stats, [ip for ip, _d, _det in enforcer.bans], non_ip,
+                          engine.defrag.counts)
     record["stats"]["metrics"] = replay_figures(engine)  # the same names /metrics exports
     sink.emit(record)
     return record
 
 
-def stats_record(stats: Stats, bans: list[str], non_ip: int) -> dict[str, Any]:
+def stats_record(stats: Stats, bans: list[str], non_ip: int,
+                 defrag: dict[str, int] | None = None) -> dict[str, Any]:
+    """Every IP record is one packet with one verdict. IP fragments: those held
+    until their datagram completes count as accepted (metrics reason
+    fragment_held); the one completing it counts under the datagram's verdict;
+    pieces of a datagram dropped (overlap conflict, bad or evicted) count as
+    dropped (reason fragment). `defrag` counts reassembly events."""
     return {
         "event_type": "stats",
         "stats": {
@@ -56,6 +63,8 @@ def stats_record(stats: Stats, bans: list[str], non_ip: int) -> dict[str, Any]:
             "malformed": sum(stats.malformed.values()),
             "non_ip": non_ip,
             "exceptions": stats.exceptions,
+            "truncated": stats.truncated,
+            "defrag": dict(defrag or {}),
             "alerts": {k: v for k, v in stats.alerts.items() if v},
             "bans": bans,
         },

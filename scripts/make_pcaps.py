@@ -53,6 +53,9 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptSrcLLAddr,
     IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
 )
 from scapy.layers.l2 import ARP
 from scapy.packet import Packet, Raw
@@ -253,6 +256,17 @@ class TcpFlow:
 
     def pkt(self, from_client: bool, flags: str, payload: bytes = b"",
             options: list | None = None, tag: str | None = None, dt: float = 0.0) -> None:
+        seg = self.segment(from_client, flags, payload, options, dt)
+        if tag is None:
+            tag = self.tag_c if from_client else self.tag_s
+        self.cap.add(self.t, seg, tag)
+
+    def segment(self, from_client: bool, flags: str, payload: bytes = b"",
+                options: list | None = None, dt: float = 0.0, seq: int | None = None,
+                ) -> Packet:
+        """Build the next segment and advance the connection's state, without adding it
+        (callers fragment it, reorder it, or add it as is). `seq` overrides the sequence
+        number (retransmissions) and then leaves the state alone."""
         self.t += dt
         src, dst = (self.c, self.s) if from_client else (self.s, self.c)
         sport, dport = (self.sport, self.dport) if from_client else (self.dport, self.sport)
@@ -260,16 +274,15 @@ class TcpFlow:
         if options is None:
             options = [("NOP", None), ("NOP", None), ("Timestamp", (tsval, self.ts_recent[src]))]
         window = 64240 if flags == "S" else 65160 if flags == "SA" else 502
-        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=self.nxt[src],
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=self.nxt[src] if seq is None else seq,
                   ack=self.nxt[dst] if "A" in flags else 0, window=window, options=options)
         pkt = self.cap.ip(src, dst) / tcp
         if payload:
             pkt = pkt / Raw(payload)
-        if tag is None:
-            tag = self.tag_c if from_client else self.tag_s
-        self.cap.add(self.t, pkt, tag)
         self.ts_recent[dst] = tsval
-        self.nxt[src] = (self.nxt[src] + len(payload) + ("S" in flags) + ("F" in flags)) % 2**32
+        if seq is None:
+            self.nxt[src] = (self.nxt[src] + len(payload) + ("S" in flags) + ("F" in flags)) % 2**32
+        return pkt
 
     def handshake(self, rtt: float = 0.0004) -> TcpFlow:
         def syn_opts(host: str, ecr: int) -> list:
@@ -896,6 +909,258 @@ def cap_ipv6_attacks() -> Capture:
     return cap
 
 
+# -- evasion: IP fragments and TCP stream tricks ----------------------------------------
+Pieces = list[tuple[int, int]]
+
+
+def even_pieces(total: int, size: int) -> Pieces:
+    return [(off, min(size, total - off)) for off in range(0, total, size)]
+
+
+def overlapping_pieces(total: int, size: int = 48, step: int = 32) -> Pieces:
+    """Pieces of `size` bytes every `step` bytes: each repeats the previous one's last
+    bytes (identical overlaps); the last one runs to the end."""
+    out = []
+    for off in range(0, total, step):
+        out.append((off, min(size, total - off)))
+        if off + size >= total:
+            break
+    return out
+
+
+def ip_fragments(cap: Capture, pkt: Packet, pieces: Pieces, replace: dict[int, bytes] | None = None,
+                 ext: bool = False) -> list[Packet]:
+    """Fragments of `pkt` holding the (offset, length) pieces of its payload; `replace`
+    swaps other bytes into the piece at that index (an overlap that disagrees). IPv6
+    fragments follow a hop-by-hop and a destination options header when `ext`."""
+    body = bytes(pkt.payload)
+    replace = replace or {}
+    if isinstance(pkt, IPv6):
+        ident = cap.rng.getrandbits(32)
+    out: list[Packet] = []
+    for i, (off, size) in enumerate(pieces):
+        data = replace.get(i, body[off:off + size])
+        more = off + size < len(body)
+        if isinstance(pkt, IPv6):
+            head = IPv6(src=pkt.src, dst=pkt.dst, hlim=64)
+            if ext:
+                head = head / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+            frag = IPv6ExtHdrFragment(nh=pkt.nh, offset=off // 8, m=int(more), id=ident)
+            out.append(head / frag / Raw(data))
+        else:
+            out.append(IP(src=pkt.src, dst=pkt.dst, id=pkt.id, ttl=64, proto=pkt.proto,
+                          flags="MF" if more else 0, frag=off // 8) / Raw(data))
+    return out
+
+
+def add_fragments(cap: Capture, t: float, frags: list[Packet], tags: list[str],
+                  gap: float = 0.0001) -> float:
+    for i, frag in enumerate(frags):
+        cap.add(t + i * gap, frag, tags[i])
+    return t + len(frags) * gap
+
+
+def attack_tags(n: int) -> list[str]:
+    """Held pieces pass; the one completing the datagram carries the attack: dropped."""
+    return [PASS] * (n - 1) + [DROP]
+
+
+def frag_request(f: TcpFlow, request: bytes, layout: str, attack: bool,
+                 ext: bool = False, size: int = 24) -> None:
+    """The request in one segment, sent as IP fragments: in order, reversed, or
+    overlapping with identical bytes."""
+    seg = f.segment(True, "PA", request, dt=0.0001)
+    total = len(bytes(seg.payload))
+    pieces = overlapping_pieces(total) if layout == "overlap" else even_pieces(total, size)
+    frags = ip_fragments(f.cap, seg, pieces, ext=ext)
+    if layout == "reversed":
+        frags.reverse()
+    tags = attack_tags(len(frags)) if attack else [PASS] * len(frags)
+    f.t = add_fragments(f.cap, f.t, frags, tags)
+
+
+def respond_and_close(f: TcpFlow, after: tuple[str, str] | None = None) -> None:
+    if after:
+        f.tag_c, f.tag_s = after
+    f.ack(False, dt=0.0003)
+    f.t += 0.002
+    f.send(False, http_response(PAGE))
+    f.ack(True, dt=0.0003)
+    f.close()
+
+
+FRAG_ATTACKS = [
+    http_get("/products?id=1%27%20OR%20%271%27%3D%271", ua=UA_CURL),
+    http_get("/products?id=-1+UNION+SELECT+username,password+FROM+users--", ua=UA_CURL),
+    http_post("/login", "username=admin%27--&password=secret", ua=UA_CURL),
+]
+
+
+def frag_attacks(cap: Capture, src: str, dst: str, ext: bool) -> None:
+    """Three SQLi requests in 24-byte fragments (the first holds only part of the TCP
+    header): in order, reversed, overlapping; the third makes the ban. A fourth, after
+    the ban, is dropped piece by piece."""
+    for i, (req, layout) in enumerate(zip(FRAG_ATTACKS, ("in_order", "reversed", "overlap"),
+                                          strict=True), 1):
+        f = TcpFlow(cap, src, dst, 80, 1.0 + (i - 1) * 2.0).handshake()
+        frag_request(f, req, layout, attack=True, ext=ext)
+        respond_and_close(f, after=(DROP if i == 3 else MAY, MAY))
+    f = TcpFlow(cap, src, dst, 80, 7.5, tag_c=DROP, tag_s=MAY).handshake()
+    seg = f.segment(True, "PA", http_get("/after-ban", ua=UA_CURL), dt=0.0001)
+    frags = ip_fragments(cap, seg, even_pieces(len(bytes(seg.payload)), 64), ext=ext)
+    f.t = add_fragments(cap, f.t, frags, [DROP] * len(frags))
+    respond_and_close(f)
+
+
+def big_ping(cap: Capture, t: float, src: str, dst: str, ext: bool = False) -> None:
+    """`ping -s 3000`: echo request and reply, each in 1480/1448-byte fragments."""
+    data = bytes(range(256)) * 12
+    if ":" in src:
+        req = cap.ip(src, dst) / ICMPv6EchoRequest(id=0x51, seq=1, data=data)
+        rep = cap.ip(dst, src) / ICMPv6EchoReply(id=0x51, seq=1, data=data)
+        size = 1448
+    else:
+        req = IP(src=src, dst=dst, id=cap.ipid(src), ttl=64) / ICMP(type=8, id=0x51, seq=1) \
+            / Raw(data)
+        rep = IP(src=dst, dst=src, id=cap.ipid(dst), ttl=64) / ICMP(type=0, id=0x51, seq=1) \
+            / Raw(data)
+        size = 1480
+    for i, pkt in enumerate((req, rep)):
+        frags = ip_fragments(cap, pkt, even_pieces(len(bytes(pkt.payload)), size), ext=ext)
+        add_fragments(cap, t + i * 0.0005, frags, [PASS] * len(frags))
+
+
+def cap_frag_v4() -> Capture:
+    cap = Capture("frag_v4", "SQLi in IPv4 fragments of 24 bytes on 3 connections: in order, "
+                  "reversed, overlapping with identical bytes (each dropped by the fragment "
+                  "completing the datagram; banned after the 3rd, a 4th request's fragments all "
+                  "dropped); a client's GET in fragments, a fragmented UDP datagram and a "
+                  "fragmented 3000-byte ping pass")
+    frag_attacks(cap, ATTACKER, VICTIM, ext=False)
+    f = TcpFlow(cap, CLIENT, VICTIM, 80, 0.5).handshake()
+    frag_request(f, http_get("/search?q=union+station", extra=COOKIE), "in_order", False,
+                 size=256)
+    respond_and_close(f)
+    udp = cap.ip(CLIENT2, VICTIM) / UDP(sport=cap.eph_port(), dport=514) / Raw(b"<13>" * 750)
+    frags = ip_fragments(cap, udp, even_pieces(len(bytes(udp.payload)), 1480))
+    add_fragments(cap, 2.5, frags, [PASS] * len(frags))
+    big_ping(cap, 4.5, CLIENT, VICTIM)
+    cap.expect = ban_expect("sqli")
+    return cap
+
+
+def cap_frag_conflict() -> Capture:
+    cap = Capture("frag_conflict", "fragments whose overlapping bytes disagree (Ptacek-Newsham): "
+                  "IPv4 bytes 48..95 sent twice, the second copy carrying SQLi; an IPv4 first "
+                  "fragment sent twice with other bytes; IPv6 the same as the first. Each "
+                  "datagram is dropped from the conflicting fragment on and never inspected "
+                  "(no alert); the sender then retransmits the segment whole, benign, and it "
+                  "passes. A client's identical overlaps pass")
+    benign = http_get("/search?q=union+station&page=1", ua=UA_CURL)
+    evil = b"?id=1%27%20OR%20%271%27%3D%271--%20-%20%20%20%20%20%20%20%20%20%20%20%20%20%20"
+    cases = [(ATTACKER, VICTIM, 1, 1.0), (ATTACKER, VICTIM, 0, 2.0), (ATTACKER6, VICTIM6, 1, 3.0)]
+    for src, dst, twice, t in cases:
+        f = TcpFlow(cap, src, dst, 80, t).handshake()
+        seg = f.segment(True, "PA", benign, dt=0.0001)
+        total = len(bytes(seg.payload))
+        pieces = [(0, 48), (48, 48), (48, 48), (96, total - 96)]
+        if twice == 0:
+            pieces = [(0, 48), (0, 48), (48, total - 48)]
+        replace = {twice + 1: evil[:48]}
+        frags = ip_fragments(cap, seg, pieces, replace=replace, ext=":" in src)
+        tags = [PASS] * (twice + 1) + [DROP] * (len(frags) - twice - 1)
+        f.t = add_fragments(cap, f.t, frags, tags)
+        f.t += 0.2  # the sender's retransmission timer
+        f.cap.add(f.t, f.segment(True, "PA", benign, seq=seg[TCP].seq), PASS)
+        respond_and_close(f)
+    f = TcpFlow(cap, CLIENT, VICTIM, 80, 0.5).handshake()
+    frag_request(f, http_get("/index.html", extra=COOKIE), "overlap", False)
+    respond_and_close(f)
+    cap.expect = {"no_alerts_from": [VICTIM, CLIENT, ATTACKER, VICTIM6, ATTACKER6]}
+    return cap
+
+
+def cap_frag_v6() -> Capture:
+    cap = Capture("frag_v6", "SQLi over IPv6 in 24-byte fragments behind hop-by-hop and "
+                  "destination options headers: in order, reversed, overlapping identical "
+                  "(banned after the 3rd; a 4th request's fragments all dropped); a client's "
+                  "fragmented GET, an atomic fragment (offset 0, M=0) and a fragmented "
+                  "3000-byte ping6 pass")
+    frag_attacks(cap, ATTACKER6, VICTIM6, ext=True)
+    f = TcpFlow(cap, CLIENT6, VICTIM6, 80, 0.5).handshake()
+    frag_request(f, http_get("/search?q=union+station", extra=COOKIE), "in_order", False,
+                 ext=True, size=256)
+    respond_and_close(f)
+    f = TcpFlow(cap, CLIENT6, VICTIM6, 80, 2.5).handshake()
+    seg = f.segment(True, "PA", http_get("/atomic", extra=COOKIE), dt=0.0001)
+    f.t = add_fragments(cap, f.t, ip_fragments(cap, seg, [(0, len(bytes(seg.payload)))]), [PASS])
+    respond_and_close(f)
+    big_ping(cap, 4.5, CLIENT6, VICTIM6, ext=True)
+    cap.expect = ban_expect("sqli", attacker=ATTACKER6)
+    cap.expect["no_alerts_from"] = [VICTIM6, CLIENT6]
+    return cap
+
+
+def cap_tcp_evasion() -> Capture:
+    cap = Capture("tcp_evasion", "TCP stream evasions: SQLi in 1-byte segments; SQLi in 32-byte "
+                  "segments sent in reverse order (held until the first fills the hole); a "
+                  "retransmission whose bytes differ from the first copy (dropped: "
+                  "stream_conflict; no alert); SQLi with identical and partly overlapping "
+                  "retransmissions (3rd alert: ban). A client sends out of order past the "
+                  "pending bound (the excess dropped: stream_overflow) and retransmits in order: "
+                  "its clean request passes")
+    attacks = [
+        http_get("/products?id=1%27%20OR%20%271%27%3D%271", ua=UA_CURL),
+        http_get("/products?id=-1+UNION+SELECT+username,password+FROM+users--", ua=UA_CURL),
+        http_get("/login?user=admin'--&pass=x", ua=UA_CURL),
+    ]
+    # 1: one byte per segment
+    f = TcpFlow(cap, ATTACKER, VICTIM, 80, 1.0).handshake()
+    n = len(attacks[0])
+    f.send(True, attacks[0], [1] * n, gap=0.0001, tags=attack_tags(n))
+    respond_and_close(f, after=(MAY, MAY))
+    # 2: reverse order
+    f = TcpFlow(cap, ATTACKER, VICTIM, 80, 3.0).handshake()
+    segs = [f.segment(True, "PA", attacks[1][i:i + 32], dt=0.0001)
+            for i in range(0, len(attacks[1]), 32)]
+    f.t = add_fragments(cap, f.t, segs[::-1], attack_tags(len(segs)))
+    respond_and_close(f, after=(MAY, MAY))
+    # 3: a retransmission with other bytes
+    f = TcpFlow(cap, ATTACKER, VICTIM, 80, 5.0).handshake()
+    benign = http_get("/search?q=union+station", ua=UA_CURL)
+    first = f.segment(True, "PA", benign[:40], dt=0.0001)
+    cap.add(f.t, first, PASS)
+    evil = b"GET /search?q=1%27%20OR%20%271%27%3D%271"
+    cap.add(f.t + 0.0001, f.segment(True, "PA", evil, seq=first[TCP].seq, dt=0.0001), DROP)
+    f.send(True, benign[40:], gap=0.0001)
+    respond_and_close(f)
+    # 4: identical retransmissions, then the attack completes: the ban
+    f = TcpFlow(cap, ATTACKER, VICTIM, 80, 7.0).handshake()
+    req = attacks[2]
+    start = f.nxt[ATTACKER]
+    for a, b in ((0, 30), (0, 30), (20, 60), (60, len(req))):
+        seq = (start + a) % 2**32
+        tag = DROP if b == len(req) else PASS
+        cap.add(f.t, f.segment(True, "PA", req[a:b], seq=seq, dt=0.0001), tag)
+    f.nxt[ATTACKER] = (start + len(req)) % 2**32
+    respond_and_close(f, after=(DROP, MAY))
+    # a client: a hole, then more segments than the pending bound, then all again in order
+    f = TcpFlow(cap, CLIENT2, VICTIM, 80, 0.5).handshake()
+    req = http_get("/search?q=" + "select+the+best+option+" * 7, ua=UA_CURL)
+    segs = [f.segment(True, "PA", req[i:i + 8], dt=0.0001) for i in range(0, 8 * 20, 8)]
+    tags = [PASS] * 16 + [DROP] * (len(segs) - 17)
+    f.t = add_fragments(cap, f.t, segs[1:], tags)
+    f.t += 0.2
+    for seg in segs:
+        cap.add(f.t, seg.copy(), PASS)
+        f.t += 0.0001
+    f.send(True, req[8 * 20:], gap=0.0001)
+    respond_and_close(f)
+    cap.expect = ban_expect("sqli")
+    cap.expect["no_alerts_from"] = [VICTIM, CLIENT, CLIENT2]
+    return cap
+
+
 def all_captures() -> list[Capture]:
     return [
         cap_normal(),
@@ -920,6 +1185,10 @@ def all_captures() -> list[Capture]:
         cap_split_attack(),
         cap_malformed(),
         cap_ipv6_attacks(),
+        cap_frag_v4(),
+        cap_frag_conflict(),
+        cap_frag_v6(),
+        cap_tcp_evasion(),
     ]
 
 

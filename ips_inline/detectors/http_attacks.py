@@ -17,7 +17,7 @@ import libinjection
 
 from ..decode import PROTO_TCP, Packet
 from ..flows import Flow
-from ..normalize import fold
+from ..normalize import fold, url_text
 from .base import BaseDetector, Signature
 
 SIG_SQLI = Signature(1000010, "SQL injection in HTTP request", "Web Application Attack", 1)
@@ -26,16 +26,20 @@ SIG_TRAVERSAL = Signature(1000012, "Path traversal in HTTP request", "Web Applic
 SIG_CMD = Signature(1000013, "Command injection in HTTP request", "Web Application Attack", 1)
 
 _XSS = re.compile(r"<\s*script|javascript\s*:|<[^>]*\son[a-z]+\s*=|<\s*(iframe|svg|object|embed)\b")
+_SCHEME = re.compile(r"(java|vb)script:")  # on url_text(): split by tabs/newlines/entities
 _TRAVERSAL = re.compile(
     r"(^|[/\\=])\.\.([/\\]|$)"  # ../ or ..\ as a path step
     r"|/etc/(passwd|shadow|hosts|group)\b|\b(boot|win)\.ini\b|/proc/self/")
 _COMMANDS = (r"cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|python[23]?|perl"
              r"|php|ruby|ping|rm|chmod|chown|echo|nslookup|sleep|telnet|busybox|powershell|cmd")
 _CMD = re.compile(
-    r"(;|\|\|?|&&|\n|`|\$\()\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b"  # ; id  | cat  $(whoami)
+    r"(;|\|\|?|&&|`|\$\()\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b"  # ; id  | cat  $(whoami)
     r"|`[^`]+`"  # backtick substitution
     r"|\$\([^)]+\)"  # $( ... ) substitution
     r"|\(\)\s*\{[^}]*\}\s*;")  # shellshock: () { :; };
+# A line break ends a command too (host=1.2.3.4%0aid), but prose has line breaks
+# before words like "ping" or "cat": only after a first line that is one token.
+_CMD_NEWLINE = re.compile(r"^\S*\s*\n\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")
 
 
 class _PayloadDetector(BaseDetector):
@@ -60,7 +64,7 @@ class Xss(_PayloadDetector):
         for value in flow.request.values:
             if not ("<" in value or ":" in value or "&" in value):
                 continue  # no markup, no script scheme, no entity: nothing to run
-            if _XSS.search(fold(value)):
+            if _XSS.search(fold(value)) or _SCHEME.search(url_text(value)):
                 return SIG_XSS
             # libinjection reads bare text as an HTML attribute context, where
             # `filter=x` or `style=x` count as dangerous: only ask it about markup.
@@ -84,6 +88,7 @@ class CmdInjection(_PayloadDetector):
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         for value in flow.request.values:
-            if _CMD.search(fold(value)):
+            if _CMD.search(fold(value)) or "\n" in value and _CMD_NEWLINE.search(
+                    fold(value, newlines=True)):
                 return SIG_CMD
         return None

@@ -28,6 +28,17 @@ def parse_ip(text: str) -> str:
     return str(addr)
 
 
+def parse_network(text: str) -> str:
+    """The canonical CIDR of `text` (host bits cleared), or ValueError. As in
+    parse_ip, no scope id: ipaddress keeps "fe80::%eth0;x/64" verbatim."""
+    if not isinstance(text, str) or "%" in text:
+        raise ValueError(f"invalid network: {_show(text)}")
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise ValueError(f"invalid network: {_show(text)}") from None
+
+
 def family(ip: str) -> int:
     """4 or 6 for a valid address; ValueError like parse_ip otherwise."""
     return ipaddress.ip_address(parse_ip(ip)).version
