@@ -49,10 +49,18 @@ class Packet:
     __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq",
                  "icmp_type", "payload", "length", "fragment", "truncated")
 
-    def __init__(self) -> None:
-        self.sport = self.dport = self.flags = self.seq = 0
+    def __init__(self, src: bytes, dst: bytes, proto: int, length: int, sport: int = 0,
+                 dport: int = 0, flags: int = 0, seq: int = 0, payload: bytes = b"") -> None:
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.length = length
+        self.sport = sport
+        self.dport = dport
+        self.flags = flags
+        self.seq = seq
+        self.payload = payload
         self.icmp_type = -1
-        self.payload = b""
         self.fragment = False
         self.truncated = False  # the IP header claims more bytes than we were given
 
@@ -89,8 +97,16 @@ def _decode4(buf: bytes) -> Packet:
     if ihl < 20 or total < ihl or len(buf) < ihl:
         raise Malformed("ipv4_header_length")
     end = min(total, len(buf))
-    pkt = Packet()
-    pkt.src, pkt.dst, pkt.proto, pkt.length = src, dst, proto, end
+    if proto == PROTO_TCP and not frag & 0x3FFF and total == end and end - ihl >= 20:
+        # The common case in one go: an unfragmented, complete TCP segment.
+        sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(buf, ihl)
+        hlen = (doff >> 4) * 4
+        if hlen < 20 or ihl + hlen > end:
+            raise Malformed("tcp_header_length")
+        if hlen > 20 and flags & SYN:
+            _check_options(buf, ihl + 20, ihl + hlen)
+        return Packet(src, dst, proto, end, sport, dport, flags, seq, buf[ihl + hlen:end])
+    pkt = Packet(src, dst, proto, end)
     if total > end:
         pkt.truncated = True
     if frag & 0x3FFF:  # MF or an offset: a fragment
@@ -107,8 +123,7 @@ def _decode6(buf: bytes) -> Packet:
         raise Malformed("ipv6_truncated")
     plen = (buf[4] << 8) | buf[5]
     end = min(40 + plen, len(buf))
-    pkt = Packet()
-    pkt.src, pkt.dst, pkt.length = buf[8:24], buf[24:40], end
+    pkt = Packet(buf[8:24], buf[24:40], 0, end)
     if 40 + plen > end:
         pkt.truncated = True
     nxt, off = buf[6], 40
