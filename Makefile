@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench bench-replay clean
+	uninstall-rules bench bench-replay fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -48,6 +48,11 @@ uninstall-rules: setup
 
 bench: setup
 	$(PY) scripts/bench/bench.py
+
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	$(VENV)/bin/pip install -q 'atheris>=2.3'
+	$(PY) scripts/fuzz_atheris.py -max_total_time=$(FUZZ_SECONDS)
 
 bench-replay: setup
 	$(PY) scripts/bench_replay.py

@@ -70,7 +70,9 @@ add_sources() {
     local n s
     for n in 31 32 33 34 35 36 37 38; do
         s=$(src "$n")
-        ip -o addr show dev "$IFACE" | grep -q " $s/" && continue
+        # A here-string, not `ip | grep -q`: grep quitting early makes ip die of
+        # SIGPIPE, and pipefail turns a found address into "absent".
+        grep -qF " $s/" <<<"$(ip -o addr show dev "$IFACE")" && continue
         ip addr add "$s/32" dev "$IFACE" || { say "cannot add source address $s"; exit 2; }
     done
 }

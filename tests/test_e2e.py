@@ -17,74 +17,10 @@ from pathlib import Path
 
 import pytest
 from conftest_lab import lab_fixture  # noqa: F401  (the `lab` fixture)
-from lab import REPO, Lab
+from e2e_helpers import IPS, SCENARIO, Victim, attack, scenario_env, source
+from lab import Lab
 
 pytestmark = pytest.mark.netns
-
-SCENARIO = str(REPO / "scripts" / "scenario.sh")
-VICTIM_SH = str(REPO / "scripts" / "victim.sh")
-IPS = str(REPO / ".venv" / "bin" / "ips-inline")
-
-
-class Victim:
-    """The daemon in the victim namespace, restartable."""
-
-    def __init__(self, lab: Lab, workdir: Path) -> None:
-        self.lab = lab
-        self.config = workdir / "ips.toml"
-        self.eve = workdir / "eve.json"
-        self.log = workdir / "daemon.log"
-        self.config.write_text(
-            f'[live]\neve_path = "{self.eve}"\nstate_path = "{workdir / "state.json"}"\n'
-            '[metrics]\nlisten = "127.0.0.1"\nport = 9100\n')
-        self.proc: subprocess.Popen | None = None
-
-    def ips(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.lab.exec("victim", [IPS, "--config", str(self.config), *args], check=check)
-
-    def start(self) -> None:
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with open(self.log, "a") as log:
-            self.proc = self.lab.popen("victim", [VICTIM_SH, "ips"], stdout=log, stderr=log,
-                                       env={**self.lab._script_env(),
-                                            "IPS_CONFIG": str(self.config)})
-        deadline = time.monotonic() + 20
-        while "inline on NFQUEUE" not in self.log.read_text()[offset:]:
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "daemon did not start"
-            time.sleep(0.1)
-
-    def stop(self, sig: str = "TERM") -> None:
-        assert self.proc is not None
-        self.lab.exec("victim", ["kill", f"-{sig}", str(self.proc.pid)])
-        self.proc.wait(10)
-        self.lab.kill(self.proc)
-
-    def bans(self) -> dict[str, str]:
-        return {b["ip"]: b["detector"] for b in json.loads(self.ips("bans", "--json").stdout)}
-
-    def metrics(self) -> str:
-        return self.lab.exec("victim", ["curl", "-sf", "http://127.0.0.1:9100/metrics"]).stdout
-
-    def metric(self, name: str, **labels: str) -> float:
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        line = f"{name}{{{want}}} " if labels else f"{name} "
-        for row in self.metrics().splitlines():
-            if row.startswith(line):
-                return float(row.split()[-1])
-        raise AssertionError(f"{line!r} not in /metrics")
-
-    def chain_counters(self) -> dict[str, int]:
-        out = self.lab.exec("victim", ["iptables", "-xvnL", "IPS_INLINE"]).stdout
-        counters = {}
-        for row in out.splitlines():
-            if "match-set" in row:
-                counters["ban_drop"] = int(row.split()[0])
-            elif "connmark match" in row:
-                counters["bypassed"] = int(row.split()[0])
-            elif "NFQUEUE" in row:
-                counters["queued"] = int(row.split()[0])
-        return counters
 
 
 @pytest.fixture(scope="module")
@@ -105,22 +41,6 @@ def client(lab: Lab, victim: Victim, tmp_path_factory: pytest.TempPathFactory) -
     yield shared
     (shared / "stop").touch()
     proc.wait(30)
-
-
-def scenario_env(lab: Lab, shared: Path) -> dict[str, str]:
-    return {**lab._script_env(), "VICTIM": lab.victim4, "ATTACK_NET": lab.victim4.rsplit(".", 1)[0],
-            "IFACE": lab.iface, "SCENARIO_DIR": str(shared)}
-
-
-def attack(lab: Lab, name: str, tmp_path: Path) -> str:
-    res = lab.exec("attacker", [SCENARIO, "attack", name], env=scenario_env(lab, tmp_path),
-                   check=False, timeout=240)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
-
-
-def source(lab: Lab, n: int) -> str:
-    return f"{lab.victim4.rsplit('.', 1)[0]}.{n}"
 
 
 def test_daemon_refuses_a_second_binding_and_missing_rules(lab: Lab, victim: Victim) -> None:

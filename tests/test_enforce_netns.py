@@ -157,6 +157,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
     assert sh(ns, "ip6tables", "-S", CHAIN).splitlines() == [
         f"-N {CHAIN}",
         f"-A {CHAIN} -i lo -j ACCEPT",
+        f"-A {CHAIN} ! -i lo -m addrtype --src-type LOCAL ! --dst-type MULTICAST -j DROP",
         f"-A {CHAIN} -m addrtype --src-type LOCAL -j ACCEPT",
         *[f"-A {CHAIN} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j ACCEPT" for t in ND_TYPES],
         f"-A {CHAIN} -s ::1/128 -j ACCEPT",

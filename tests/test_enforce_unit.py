@@ -164,6 +164,8 @@ def test_commands_install_default_config() -> None:
         v6("-N", chain),
         v6("-F", chain),
         v6("-A", chain, "-i", "lo", "-j", "ACCEPT"),
+        v6("-A", chain, "!", "-i", "lo", "-m", "addrtype", "--src-type", "LOCAL",
+           "!", "--dst-type", "MULTICAST", "-j", "DROP"),  # IPv6 has no martian filter
         v6("-A", chain, *local),
         *[v6("-A", chain, "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", chain, "-s", "::1/128", "-j", "ACCEPT"),

@@ -3,6 +3,7 @@
 One chain of our own per family, hooked from INPUT by a single jump:
 
     -i lo ACCEPT                       (live.whitelist_loopback)
+    -m addrtype --src-type LOCAL ACCEPT (live.whitelist_local; IPv6 drops spoofed ones first)
     -s <whitelist CIDR> ACCEPT         (engine.whitelist, this family only)
     -m set --match-set <ban set> src DROP   (bans never reach userspace)
     <extra_rules()>                    (hook: flow bypass goes here)
@@ -20,6 +21,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 
 from ips_inline.config import LiveConfig
+from ips_inline.enforce.addr import parse_network
 from ips_inline.enforce.ipset import EnforceError, IpsetEnforcer, check_set_name
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
@@ -87,8 +89,13 @@ class RuleSet:
         if self.live.whitelist_loopback:
             specs.append(["-i", "lo", "-j", "ACCEPT"])
         if self.live.whitelist_local:
-            # The host's own addresses. The kernel drops packets arriving from
-            # outside with a local source (martians), so this cannot be spoofed.
+            # The host's own addresses. IPv4 drops packets arriving from outside
+            # with a local source (martians) before INPUT; IPv6 does not, so a
+            # spoofed own source would skip inspection: drop it here. Multicast
+            # the host sends is looped back on its egress device: keep it.
+            if fam == 6:
+                specs.append(["!", "-i", "lo", "-m", "addrtype", "--src-type", "LOCAL",
+                              "!", "--dst-type", "MULTICAST", "-j", "DROP"])
             specs.append(["-m", "addrtype", "--src-type", "LOCAL", "-j", "ACCEPT"])
         if fam == 6:  # neighbour discovery must never wait on userspace
             specs += [["-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT"] for t in _ND_TYPES]
@@ -209,8 +216,8 @@ def _split_whitelist(cidrs: Iterable[str]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {4: [], 6: []}
     for text in cidrs:
         try:
-            net = ipaddress.ip_network(text, strict=False)
-        except (ValueError, AttributeError):
+            net = ipaddress.ip_network(parse_network(text))
+        except ValueError:
             raise RuleError(f"invalid whitelist CIDR: {text!r}") from None
         if str(net) not in out[net.version]:
             out[net.version].append(str(net))

@@ -35,6 +35,7 @@ class BanStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.lock_path, "a") as lock:
+                _owned_like_dir(lock.fileno(), self.path.parent)
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 yield
         except OSError as exc:
@@ -55,6 +56,7 @@ class BanStore:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
         try:
             with os.fdopen(fd, "w") as fh:
+                _owned_like_dir(fh.fileno(), self.path.parent)
                 json.dump({"version": 1, "bans": entries}, fh, indent=1, sort_keys=True)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -98,3 +100,14 @@ class BanStore:
             return self.path.stat().st_mtime
         except OSError:
             return 0.0
+
+
+def _owned_like_dir(fd: int, directory: Path) -> None:
+    """Give a file root just created the owner of its directory. The daemon
+    runs unprivileged (systemd StateDirectory=), while `ips-inline ban` runs
+    as root: a root-owned 0600 state or lock file would lock the daemon out."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory)
+    if os.fstat(fd).st_uid != st.st_uid:
+        os.fchown(fd, st.st_uid, st.st_gid)
