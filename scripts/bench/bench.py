@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""make bench: ips-inline throughput, latency and memory in a namespace lab.
+
+Builds its own lab (scripts/lab.sh, prefix ipsb), compiles a C accept-all
+NFQUEUE consumer (the ceiling) and a raw-socket packet sender, and prints one
+table of figures and ratios measured in this run:
+  - queue drain rates (kpps) of C, Python NetfilterQueue and ips-inline on clean
+    UDP, clean TCP connections and an attack mix, one and two workers;
+  - a banned source's flood: the ipset drop counter rises, the queue sees nothing;
+  - added latency (ping RTT, TCP connect) of ips-inline vs no rules;
+  - the daemon's peak RSS across a random-source SYN flood;
+  - bulk TCP with flow bypass, without it, and without the IPS.
+Everything it starts is stopped and the lab removed on exit, Ctrl-C or error.
+No figure is asserted: targets are shown as ok/MISS for the reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import consumers  # noqa: E402
+import drain  # noqa: E402
+import mixes  # noqa: E402
+import probes  # noqa: E402
+from benchlab import BenchError, BenchLab  # noqa: E402
+from consumers import Ips, IpsSettings  # noqa: E402
+from report import Report, Row, gbps, kpps, machine, target, us  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+START = time.monotonic()
+FAILURES = (BenchError, subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError)
+
+
+@dataclass(frozen=True)
+class Plan:
+    packets: int = 60000  # drain burst; the kernel held at most 65536 per queue here
+    reps: int = 3
+    maxlen: int = 100000
+    rcvbuf: int = 128 << 20
+    pings: int = 200
+    ping_interval: float = 0.025  # 40/s: under icmp_flood's default 50/s
+    connects: int = 100
+    connect_interval: float = 0.02  # 50/s: under syn_flood's default 100/s
+    bulk_seconds: float = 5.0
+    banned_flood: int = 200000
+    rss_flood: int = 1000000
+    rss_seconds: float = 40.0
+    budget: int = 900  # seconds for the whole run
+
+
+TINY = Plan(packets=3000, reps=1, pings=10, connects=10, bulk_seconds=1.0, banned_flood=5000,
+            rss_flood=5000, rss_seconds=5.0, budget=300)
+
+
+class Budget(Exception):
+    """The whole run took longer than its budget."""
+
+
+def mib(kb: int) -> str:
+    return f"{kb / 1024:.1f} MiB"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - START:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, lab: BenchLab, plan: Plan, tmp: Path) -> None:
+        self.lab, self.plan, self.tmp = lab, plan, tmp
+        self.bins: dict[str, Path] = {}
+        self.files: dict[str, Path] = {}
+        self.results: dict[str, Any] = {}
+        self.failures: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def attempt(self, key: str, fn: Callable[[], Any]) -> Any:
+        log(key)
+        try:
+            self.results[key] = fn()
+        except FAILURES as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.failures[key] = reason[:110]
+            log(f"{key}: failed: {reason}")
+        return self.results.get(key)
+
+    # -- preparation ------------------------------------------------------------------
+    def build(self) -> None:
+        for name, libs in (("pktsend", []), ("nfq_accept", ["-lnetfilter_queue", "-lnfnetlink"])):
+            out = self.tmp / name
+            cp = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(HERE / f"{name}.c"),
+                                 *libs], capture_output=True, text=True, check=False)
+            if cp.returncode != 0:
+                self.failures[f"build.{name}"] = f"gcc failed: {cp.stderr.strip()[:100]}"
+            else:
+                self.bins[name] = out
+
+    def make_files(self) -> None:
+        n, v = self.plan.packets, self.lab.victim
+        for name, packets in (("udp", mixes.udp_mix(v, n)), ("tcp", mixes.tcp_mix(v, n)),
+                              ("attack", mixes.attack_mix(v, n)),
+                              ("banned", mixes.flood_from(self.lab.attacker, v)),
+                              ("syn", mixes.syn_template(self.lab.client, v))):
+            self.files[name] = self.tmp / f"{name}.bin"
+            mixes.write(self.files[name], packets)
+
+    def sender(self, mix: str, rep: int) -> list[str]:
+        if "pktsend" not in self.bins:
+            raise BenchError("pktsend did not compile")
+        return [str(self.bins["pktsend"]), "-f", str(self.files[mix]), "-o",
+                str(rep * mixes.REP_STRIDE)]
+
+    # -- drain tests ------------------------------------------------------------------
+    def drains(self, consumer: consumers.Consumer, mix: str, reps: range) -> list[drain.Drain]:
+        return [drain.drain_once(self.lab, consumer.proc.pid, consumer.queues,
+                                 self.sender(mix, rep)) for rep in reps]
+
+    def drain_plain(self, key: str, start: Callable[[], consumers.Consumer]) -> None:
+        def run() -> list[drain.Drain]:
+            consumer = start()
+            try:
+                return self.drains(consumer, "udp", range(self.plan.reps))
+            finally:
+                self.lab.kill(consumer.proc)
+
+        self.attempt(key, run)
+
+    def drain_ips(self, key: str, mix: str, workers: int, fresh_each_rep: bool) -> None:
+        settings = IpsSettings(drain=True, maxlen=self.plan.maxlen, rcvbuf=self.plan.rcvbuf,
+                               workers=workers)
+        ips = Ips(self.lab, self.tmp / key, settings)
+
+        def run() -> list[drain.Drain]:
+            runs: list[drain.Drain] = []
+            try:
+                consumer = ips.start()
+                for rep in range(self.plan.reps):
+                    if rep and fresh_each_rep:  # bans and state from the last burst go
+                        ips.stop()
+                        consumer = ips.start()
+                    runs += self.drains(consumer, mix, range(rep, rep + 1))
+                    if ips.proc is None or ips.proc.poll() is not None:
+                        raise BenchError(f"daemon exited: {ips.log_tail()}")
+                time.sleep(1.2 if workers > 1 else 0.1)  # worker figures reach the supervisor
+                self.results[f"{key}.metrics"] = ips.metrics()
+                return runs
+            finally:
+                ips.stop()
+
+        self.attempt(key, run)
+
+    def all_drains(self) -> None:
+        if "nfq_accept" in self.bins:
+            self.lab.run("victim", ["iptables", "-w", "-A", *consumers.PLAIN_RULE])
+            self.drain_plain("drain.c", lambda: consumers.start_c(
+                self.lab, self.bins["nfq_accept"], self.plan.maxlen, self.plan.rcvbuf))
+            self.drain_plain("drain.py", lambda: consumers.start_py(
+                self.lab, self.plan.maxlen, self.plan.rcvbuf))
+            self.lab.run("victim", ["iptables", "-w", "-D", *consumers.PLAIN_RULE])
+        else:
+            self.failures["drain.c"] = self.failures["build.nfq_accept"]
+        for mix in ("udp", "tcp", "attack"):
+            self.drain_ips(f"drain.ips1.{mix}", mix, 1, fresh_each_rep=mix == "attack")
+        if consumers.workers_supported():
+            for mix in ("udp", "tcp"):
+                self.drain_ips(f"drain.ips2.{mix}", mix, 2, fresh_each_rep=False)
+        else:
+            for mix in ("udp", "tcp"):
+                self.failures[f"drain.ips2.{mix}"] = "live.workers not implemented in daemon.py"
+
+    # -- live measurements --------------------------------------------------------------
+    def services(self) -> None:
+        self.lab.popen("victim", [sys.executable, consumers.REPO / "scripts" / "victim_http.py",
+                                  "--bind", "0.0.0.0", "--port", str(probes.HTTP_PORT)])
+        probes.wait_tcp(self.lab, probes.HTTP_PORT)
+        if shutil.which("iperf3"):
+            self.lab.popen("victim", ["iperf3", "-s", "-p", str(probes.IPERF_PORT)])
+            probes.wait_tcp(self.lab, probes.IPERF_PORT)
+        else:
+            self.notes.append("iperf3 missing: apt-get install iperf3 (bulk upload rows n/a)")
+
+    def latency(self, tag: str) -> None:
+        p = self.plan
+        self.attempt(f"{tag}.ping", lambda: probes.ping_us(self.lab, p.pings, p.ping_interval))
+        self.attempt(f"{tag}.connect",
+                     lambda: probes.connect_us(self.lab, p.connects, p.connect_interval))
+
+    def latency_refs(self) -> None:
+        """The same probes through the C and Python accept-all consumers: what
+        one queue traversal costs before any inspection."""
+        rule = ["INPUT", "-s", self.lab.client, "-j", "NFQUEUE", "--queue-num", "0"]
+        starters = {"c": lambda: consumers.start_c(self.lab, self.bins["nfq_accept"],
+                                                   self.plan.maxlen, self.plan.rcvbuf),
+                    "py": lambda: consumers.start_py(self.lab, self.plan.maxlen, self.plan.rcvbuf)}
+        if "nfq_accept" not in self.bins:
+            starters.pop("c")
+        self.lab.run("victim", ["iptables", "-w", "-A", *rule])
+        try:
+            for tag, start in starters.items():
+                consumer = self.attempt(f"{tag}.start", start)
+                if consumer is not None:
+                    try:
+                        self.latency(tag)
+                    finally:
+                        self.lab.kill(consumer.proc)
+        finally:
+            self.lab.run("victim", ["iptables", "-w", "-D", *rule])
+
+    def bulk(self, tag: str, ips: Ips | None) -> None:
+        for kind, fn in (("iperf", lambda: probes.iperf3_bps(self.lab, self.plan.bulk_seconds)),
+                         ("download", lambda: probes.download_bps(self.lab))):
+            if kind == "iperf" and not shutil.which("iperf3"):
+                self.failures[f"{tag}.iperf"] = "iperf3 not installed"
+                continue
+            before = ips.metrics()["packets"] if ips else 0.0
+            if self.attempt(f"{tag}.{kind}", fn) is not None and ips is not None:
+                self.results[f"{tag}.{kind}.inspected"] = ips.metrics()["packets"] - before
+
+    def live(self) -> None:
+        self.attempt("services", self.services)
+        self.latency("base")
+        self.bulk("base", None)
+        self.latency_refs()
+        ips = Ips(self.lab, self.tmp / "live", IpsSettings())
+        if self.attempt("ips.start", ips.start) is None:
+            return
+        try:
+            before = ips.histogram()
+            self.latency("ips")
+            self.results["ips.callback"] = probes.bucket_quantiles(before, ips.histogram())
+            self.bulk("ips", ips)
+            if "pktsend" in self.bins:
+                self.attempt("banned", lambda: probes.banned_flood(
+                    self.lab, ips, self.bins["pktsend"], self.files["banned"],
+                    self.plan.banned_flood))
+                self.attempt("rss", lambda: probes.rss_flood(self.lab, ips, self.rss_sender()))
+        finally:
+            ips.stop()
+        nobypass = Ips(self.lab, self.tmp / "nobypass", IpsSettings(bypass=False))
+        if self.attempt("nobypass.start", nobypass.start) is not None:
+            try:
+                self.bulk("nobypass", nobypass)
+            finally:
+                nobypass.stop()
+
+    def rss_sender(self) -> list[str]:
+        """Paced near the daemon's measured TCP rate so it inspects most of the flood."""
+        tcp = self.results.get("drain.ips1.tcp")
+        rate = 0.8 * drain.median_drain(tcp).kpps * 1000 if tcp else 30000.0
+        return [str(self.bins["pktsend"]), "-f", str(self.files["syn"]), "-n",
+                str(self.plan.rss_flood), "-R", "12345", "-r", f"{rate:.0f}", "-t",
+                str(self.plan.rss_seconds)]
+
+
+# -- the table -------------------------------------------------------------------------
+class Render:
+    def __init__(self, bench: Bench, report: Report) -> None:
+        self.b, self.r = bench, report
+        self.res, self.fail = bench.results, bench.failures
+
+    def missing(self, label: str, key: str) -> bool:
+        if key in self.res:
+            return False
+        self.r.na(label, self.fail.get(key, "not run"))
+        return True
+
+    def c_rate(self) -> float | None:
+        runs = self.res.get("drain.c")
+        return drain.median_drain(runs).kpps if runs else None
+
+    def drain_row(self, label: str, key: str, wanted: float | None = None,
+                  extra: str = "") -> None:
+        if self.missing(label, key):
+            return
+        runs: list[drain.Drain] = self.res[key]
+        med = drain.median_drain(runs)
+        c = self.c_rate()
+        ratio = med.kpps / c if c else None
+        split = "/".join(str(v) for v in med.backlog.values())
+        note = f"{split} in {med.seconds * 1000:.0f} ms; {drain.spread(runs)}".rstrip("; ")
+        if med.unqueued:
+            note += f"; FAIL-OPEN passed {med.unqueued} unqueued"
+            self.b.notes.append(f"{label}: fail-open was on (live.fail_open=false not applied)")
+        if med.queue_dropped or med.user_dropped:
+            note += f"; dropped {med.queue_dropped}+{med.user_dropped}"
+        self.r.add(Row(label, kpps(med.kpps), f"{ratio:.2f}x" if ratio else "",
+                       target(ratio, wanted) if ratio and wanted else "", note + extra))
+
+    def drains(self) -> None:
+        p = self.b.plan
+        self.r.section(f"queue drain: kpps = backlog / drain time, median of {p.reps} bursts "
+                       f"of {p.packets} pkts")
+        self.drain_row("C libnetfilter_queue accept-all (ceiling)", "drain.c")
+        self.drain_row("Python NetfilterQueue accept-all (floor)", "drain.py")
+        self.drain_row("ips-inline x1, clean UDP 46 B", "drain.ips1.udp", 0.5)
+        self.drain_row("ips-inline x1, clean TCP conns (6 pkt + GET)", "drain.ips1.tcp", 0.5,
+                       self.conns("drain.ips1.tcp"))
+        self.drain_row("ips-inline x1, attack mix", "drain.ips1.attack", None,
+                       self.verdicts("drain.ips1.attack.metrics"))
+        self.drain_row("ips-inline x2 (--queue-balance), clean UDP", "drain.ips2.udp", 0.9)
+        self.drain_row("ips-inline x2 (--queue-balance), clean TCP", "drain.ips2.tcp", 0.9,
+                       self.conns("drain.ips2.tcp"))
+
+    def conns(self, key: str) -> str:
+        runs = self.res.get(key)
+        return f"; = {drain.median_drain(runs).kpps * 1000 / 6:,.0f} conn/s" if runs else ""
+
+    def verdicts(self, key: str) -> str:
+        m = self.res.get(key)
+        if not m or not m.get("packets"):
+            return ""
+        share = {k.split("/")[1]: v / m["packets"] for k, v in m.items() if "/" in k and v}
+        return "; " + " ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(),
+                                                                key=lambda kv: -kv[1]))
+
+    def banned(self) -> None:
+        self.r.section("banned source flood (attacker banned with `ips-inline ban`)")
+        if self.missing("banned attacker floods", "banned"):
+            return
+        f: probes.BannedFlood = self.res["banned"]
+        self.r.add(Row("packets sent by the banned attacker", f"{f.sent}", "", "",
+                       f"{f.pps / 1000:.0f} kpps, UDP+SYN+ICMP from its own address"))
+        self.r.add(Row("ipset DROP rule counter", f"+{f.ban_drop}", "", "", "dropped in kernel"))
+        reached = max(f.nfqueue, f.queued, int(f.daemon))
+        self.r.add(Row("reached the daemon", f"{reached}", "", target(reached, 0, "="),
+                       f"NFQUEUE rule +{f.nfqueue}, queue ids +{f.queued}, "
+                       f"daemon packets +{f.daemon:.0f}"))
+
+    def latency(self) -> None:
+        self.r.section("latency, client -> victim: no rules, then added by each consumer")
+        for label, key in (("ping RTT", "ping"), ("TCP connect", "connect")):
+            if self.missing(f"{label}, no rules", f"base.{key}"):
+                continue
+            base: probes.Dist = self.res[f"base.{key}"]
+            self.r.add(Row(f"{label} p50, no rules", us(base.p50), "", "",
+                           f"p99 {us(base.p99)}, n={base.n}"))
+            for tag, name in (("c", "C accept-all"), ("py", "Python accept-all"),
+                              ("ips", "ips-inline default config")):
+                self.added_row(f"  added by {name}", f"{tag}.{key}", base, tag == "ips")
+        cb = self.res.get("ips.callback")
+        if cb:
+            self.r.add(Row("  ips-inline callback time (its histogram)", f"p50 <={us(cb[0])}",
+                           "", "", f"p99 <={us(cb[1])}; ping+connect packets, bucket bounds"))
+
+    def added_row(self, label: str, key: str, base: probes.Dist, with_target: bool) -> None:
+        if self.missing(label, key):
+            return
+        d: probes.Dist = self.res[key]
+        added = d.p50 - base.p50
+        self.r.add(Row(label, f"{added:+.0f} us", "",
+                       target(added, 100, "<=") if with_target else "",
+                       f"p99 {d.p99 - base.p99:+.0f} us ({us(d.p50)} / {us(d.p99)})"))
+
+    def rss(self) -> None:
+        self.r.section("daemon peak RSS (VmHWM) across a random-source SYN flood")
+        if self.missing("peak RSS", "rss"):
+            return
+        f: probes.RssFlood = self.res["rss"]
+        self.r.add(Row("before the flood (after the tests above)", mib(f.hwm_before_kb), "", "",
+                       f"VmRSS {mib(f.rss_before_kb)}"))
+        self.r.add(Row(f"after {f.sent:,} SYNs, random sources", mib(f.hwm_after_kb),
+                       f"{f.ratio:.2f}x", target(f.ratio, 1.2, "<="),
+                       f"VmRSS {mib(f.rss_after_kb)}; offered {f.sent / f.seconds / 1000:.0f} "
+                       f"kpps for {f.seconds:.0f} s"))
+        fate = f"queue full: dropped {f.dropped:,}" if f.dropped else ""
+        if f.unqueued:
+            fate = f"fail-open passed {f.unqueued:,} uninspected" + (f", {fate}" if fate else "")
+        self.r.add(Row("  flood packets the daemon inspected", f"{f.seen:,.0f}", "", "",
+                       f"= {f.seen / f.seconds / 1000:.1f} kpps; {fate or 'none lost'}"))
+
+    def bulk(self) -> None:
+        self.r.section(f"bulk TCP, {self.b.plan.bulk_seconds:g} s iperf3 upload (data crosses "
+                       "the queue) / 256 MiB HTTP download")
+        for kind, name in (("iperf", "iperf3 upload"), ("download", "HTTP download")):
+            self.bulk_row(f"{name}, no rules", f"base.{kind}", None)
+            self.bulk_row(f"{name}, ips-inline, bypass (default)", f"ips.{kind}", 0.9)
+            self.bulk_row(f"{name}, ips-inline, bypass_after_packets=0", f"nobypass.{kind}", None)
+
+    def bulk_row(self, label: str, key: str, wanted: float | None) -> None:
+        if self.missing(label, key):
+            return
+        base = self.res.get("base." + key.split(".", 1)[1])
+        ratio = self.res[key] / base if base else None
+        inspected = self.res.get(f"{key}.inspected")
+        self.r.add(Row(label, gbps(self.res[key]), f"{ratio:.2f}x" if ratio else "",
+                       target(ratio, wanted) if ratio and wanted else "",
+                       f"daemon inspected {inspected:,.0f} pkts" if inspected is not None
+                       else ""))
+
+    def all(self) -> None:
+        self.drains()
+        self.banned()
+        self.latency()
+        self.rss()
+        self.bulk()
+
+
+# -- running -------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> tuple[Plan, str]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
+    ap.add_argument("--prefix", default="ipsb", help="lab prefix (default ipsb)")
+    ap.add_argument("--packets", type=int, help="drain burst size")
+    ap.add_argument("--reps", type=int, help="drain repetitions per row")
+    ap.add_argument("--budget", type=int, help="seconds for the whole run")
+    args = ap.parse_args(argv)
+    plan = TINY if args.tiny else Plan()
+    overrides = {k: v for k, v in (("packets", args.packets), ("reps", args.reps),
+                                   ("budget", args.budget)) if v}
+    return replace(plan, **overrides), args.prefix
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise BenchError("make bench needs root (network namespaces, iptables, NFQUEUE)")
+    for tool in ("gcc", "ip", "iptables", "ipset", "ping", "curl", "ss"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"'{tool}' not found (scripts/setup.sh installs it)")
+
+
+def other_namespaces(prefix: str) -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         check=False).stdout
+    return {ln.split()[0] for ln in out.splitlines()
+            if ln.strip() and not ln.startswith(prefix + "-")}
+
+
+def interrupt(_sig: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def over_budget(_sig: int, _frame: object) -> None:
+    raise Budget("time budget exceeded")
+
+
+def standing_notes(bench: Bench, others: set[str]) -> list[str]:
+    notes = [
+        "drain: consumer SIGSTOPped, burst sent from the client, backlog read from the victim's "
+        "nfnetlink_queue, SIGCONT, timed to empty. ips-inline drain config = defaults + "
+        "live.fail_open=false, queue_maxlen=100000, sock_rcvbuf=128 MiB",
+        "clean TCP = client side of short HTTP/1.1 connections (SYN, ACK, GET, ACK, FIN, ACK) "
+        "replayed, 20 per source: a live connection-rate tool would time the client and the "
+        "Python web server sharing the CPUs, not the IPS",
+        "drain sources are spoofed in 198.18.0.0/15 (no route back: replies die at the route "
+        "lookup); x2 needs many sources, --queue-balance hashes addresses only",
+    ]
+    if others:
+        notes.append(f"{len(others)} other network namespace(s) existed during the run "
+                     f"({', '.join(sorted(others)[:3])}...): other work may have shared the CPUs")
+    return notes + bench.notes
+
+
+def cleanup(lab: BenchLab, tmp: Path, bench: Bench) -> int:
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        lab.down()
+    except (BenchError, subprocess.SubprocessError) as exc:
+        bench.notes.append(f"CLEANUP FAILED, check `ip netns list`: {exc}")
+        return 1
+    return 0
+
+
+def execute(bench: Bench, lab: BenchLab) -> None:
+    bench.build()
+    log("lab up")
+    lab.up()
+    bench.make_files()
+    bench.all_drains()
+    bench.live()
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan, prefix = parse_args(argv)
+    preflight()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even if inherited ignored
+        signal.signal(sig, interrupt)
+    signal.signal(signal.SIGALRM, over_budget)
+    signal.alarm(plan.budget)
+    tmp = Path(tempfile.mkdtemp(prefix="ips-bench-"))
+    lab = BenchLab(prefix)
+    bench = Bench(lab, plan, tmp)
+    report = Report(machine())
+    rc = 0
+    others = other_namespaces(prefix)
+    try:
+        execute(bench, lab)
+    except (KeyboardInterrupt, Budget, BenchError) as exc:
+        rc = 130 if isinstance(exc, KeyboardInterrupt) else 1
+        bench.notes.append(f"run stopped early: {str(exc) or 'interrupted'}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup must finish
+        log("cleaning up")
+        others |= other_namespaces(prefix)
+        rc = cleanup(lab, tmp, bench) or rc
+    Render(bench, report).all()
+    report.notes = standing_notes(bench, others)
+    print(report.render())
+    return rc
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except json.JSONDecodeError as exc:
+        print(f"bench: bad output from a tool: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,168 @@
+"""End-to-end probes: latency, bulk TCP, banned-source flood, RSS under flood."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlab import BenchError, BenchLab, proc_status
+from consumers import HERE, Ips
+
+HTTP_PORT = 80
+IPERF_PORT = 5201
+DOWNLOAD_BYTES = 256 * 1024 * 1024  # victim_http's cap
+
+
+@dataclass(frozen=True)
+class Dist:
+    p50: float
+    p99: float
+    n: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def dist(values: list[float]) -> Dist:
+    if not values:
+        raise BenchError("no samples")
+    return Dist(percentile(values, 0.5), percentile(values, 0.99), len(values))
+
+
+def bucket_quantiles(before: list[tuple[float, float]],
+                     after: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """p50 and p99 (as bucket upper bounds, µs) of the observations between two
+    reads of a cumulative Prometheus histogram."""
+    if not after or len(before) != len(after):
+        return None
+    counts = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = counts[-1][1]
+    if total <= 0:
+        return None
+    pick = [next(le for le, c in counts if c >= q * total) for q in (0.5, 0.99)]
+    return pick[0] * 1e6, pick[1] * 1e6
+
+
+def ping_us(lab: BenchLab, count: int, interval: float) -> Dist:
+    """Echo RTTs in µs. ICMP is never bypassed, so every echo request is queued."""
+    out = lab.run("client", ["ping", "-n", "-c", count, "-i", interval, "-W", "1", lab.victim],
+                  timeout=count * interval + 30, check=False).stdout
+    return dist([float(w[5:]) * 1000 for line in out.splitlines() for w in line.split()
+                 if w.startswith("time=")])
+
+
+def connect_us(lab: BenchLab, count: int, interval: float) -> Dist:
+    argv = [sys.executable, HERE / "connect_rtt.py", lab.victim, HTTP_PORT, count, interval]
+    out = lab.run("client", argv, timeout=count * (interval + 2) + 30).stdout
+    return dist(json.loads(out))
+
+
+def iperf3_bps(lab: BenchLab, seconds: float) -> float:
+    """Upload client -> victim: the data segments cross the victim's INPUT (the queue)."""
+    out = lab.run("client", ["iperf3", "-c", lab.victim, "-p", IPERF_PORT, "-t", seconds, "-J"],
+                  timeout=seconds + 30).stdout
+    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+
+
+def download_bps(lab: BenchLab) -> float:
+    """HTTP download victim -> client: only the request and ACKs cross the queue."""
+    url = f"http://{lab.victim}:{HTTP_PORT}/download?size={DOWNLOAD_BYTES}"
+    out = lab.run("client", ["curl", "-s", "-m", "60", "-o", "/dev/null", "-w",
+                             "%{speed_download}", url], timeout=90).stdout
+    return float(out) * 8
+
+
+def wait_tcp(lab: BenchLab, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = lab.run("victim", ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout
+        if out.strip():
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"nothing listening on victim port {port}")
+        time.sleep(0.1)
+
+
+def send(lab: BenchLab, host: str, sender: list[str], timeout: float = 120) -> tuple[int, float]:
+    """Run pktsend in host; returns (packets sent, seconds)."""
+    words = lab.run(host, sender, timeout=timeout).stdout.split()
+    return int(words[words.index("sent") + 1]), float(words[words.index("seconds") + 1])
+
+
+def idle(lab: BenchLab, queues: tuple[int, ...], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(s.length for q, s in lab.queues().items() if q in queues):
+        if time.monotonic() > deadline:
+            raise BenchError("queue did not drain")
+        time.sleep(0.05)
+
+
+@dataclass
+class BannedFlood:
+    sent: int
+    pps: float
+    ban_drop: int  # delta of the ipset DROP rule counter
+    nfqueue: int  # delta of the NFQUEUE rule counter
+    queued: int  # delta of the kernel queue's id sequence
+    daemon: float  # delta of the daemon's packet counter
+
+
+def banned_flood(lab: BenchLab, ips: Ips, pktsend: Path, flood: Path, count: int) -> BannedFlood:
+    ips.cli("ban", lab.attacker, "--duration", "600")
+    time.sleep(1.5)  # the daemon picks the store change up within a second
+    before = (ips.counters(), lab.queues()[0].id_seq, ips.metrics()["packets"])
+    sent, secs = send(lab, "attacker", [pktsend, "-f", flood, "-n", count])
+    time.sleep(1.5)  # metrics: figures are a second old at most
+    after = (ips.counters(), lab.queues()[0].id_seq, ips.metrics()["packets"])
+    return BannedFlood(sent, sent / secs if secs else 0.0,
+                       after[0]["ban_drop"] - before[0]["ban_drop"],
+                       after[0]["nfqueue"] - before[0]["nfqueue"], after[1] - before[1],
+                       after[2] - before[2])
+
+
+@dataclass
+class RssFlood:
+    hwm_before_kb: int
+    rss_before_kb: int
+    hwm_after_kb: int
+    rss_after_kb: int
+    sent: int
+    seconds: float
+    seen: float  # packets the daemon inspected during the flood
+    queued: int  # packets the kernel queued to it
+    dropped: int  # queue full (fail-open off) or socket buffer full
+
+    @property
+    def ratio(self) -> float:
+        return self.hwm_after_kb / self.hwm_before_kb if self.hwm_before_kb else 0.0
+
+    @property
+    def unqueued(self) -> int:
+        """Neither queued nor dropped: passed uninspected by fail-open."""
+        return max(0, self.sent - self.queued - self.dropped)
+
+
+def rss_flood(lab: BenchLab, ips: Ips, sender: list[str]) -> RssFlood:
+    """Peak RSS (VmHWM) before and after a random-source SYN flood (spoofed
+    sources have no route back: the victim's SYN-ACKs die at the route lookup)."""
+    assert ips.proc is not None
+    pid = ips.proc.pid
+    hwm0, rss0, seen0 = proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), ips.metrics()
+    q0 = lab.queues()[0]
+    sent, secs = send(lab, "attacker", sender, timeout=300)
+    idle(lab, (0,))
+    time.sleep(1.5)
+    seen = ips.metrics()["packets"] - seen0["packets"]
+    q1 = lab.queues()[0]
+    if ips.proc.poll() is not None:
+        raise BenchError(f"daemon died during the flood: {ips.log_tail()}")
+    return RssFlood(hwm0, rss0, proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), sent,
+                    secs, seen, q1.id_seq - q0.id_seq - (q1.user_dropped - q0.user_dropped),
+                    q1.dropped - q0.dropped + q1.user_dropped - q0.user_dropped)
