@@ -20,6 +20,7 @@ host's own timer (IPv4 30 s, IPv6 60 s) is no longer than ours.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from struct import Struct
 
 # Bounds and timeout (engine time). 65535 is the most an IP datagram can hold.
@@ -69,8 +70,10 @@ class Defrag:
         self.max_datagrams = max_datagrams
         self.max_total = max_total
         self.timeout = timeout
-        self.flight: dict[Key, _Datagram] = {}  # insertion order = oldest first
-        self.banned: dict[Key, float] = {}  # dropped/evicted datagram -> until when
+        # OrderedDicts: taking the oldest with next(iter()) is O(1) there, while
+        # a plain dict walks the dead slots earlier deletions left (see tables.py).
+        self.flight: OrderedDict[Key, _Datagram] = OrderedDict()  # oldest first
+        self.banned: OrderedDict[Key, float] = OrderedDict()  # dropped datagram -> until when
         self.total = 0
         self.counts = dict.fromkeys(EVENTS, 0)
         self.completed: Key | None = None  # key of the datagram last returned
@@ -111,7 +114,7 @@ class Defrag:
         for key in stale:
             self._forget(key)
         self.counts["timed_out"] += len(stale)
-        self.banned = {k: t for k, t in self.banned.items() if t > now}
+        self.banned = OrderedDict((k, t) for k, t in self.banned.items() if t > now)
 
     # -- internals ---------------------------------------------------------------
     def _add(self, key: Key, offset: int, more: bool, data: bytes, frag: tuple,

@@ -1,13 +1,14 @@
 """Bounded state: every per-source or per-connection table in the engine is one
 of these, so a flood from random source addresses cannot grow memory.
 
-A table is a dict with a maximum size and an idle timeout. When full, the
-oldest-inserted entry goes (dict order, O(1)); idle entries are dropped lazily
+A table is an ordered dict with a maximum size and an idle timeout. When
+full, the oldest-inserted entry goes (O(1)); idle entries are dropped lazily
 on lookup and by a periodic sweep. Evictions are counted per table for metrics.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, Protocol, TypeVar
 
@@ -31,7 +32,11 @@ class BoundedTable(Generic[K, V]):
         self.on_drop = on_drop  # told of every entry that leaves other than by pop()
         self.maxlen = maxlen
         self.ttl = ttl
-        self.data: dict[K, V] = {}
+        # OrderedDict, not dict: evicting the oldest from a plain dict with
+        # next(iter(d)) walks the dead slots that earlier evictions left at its
+        # front, so a full table under a random-source flood slowed from
+        # ~780k to ~16k inserts/s (measured); popitem(last=False) stays O(1).
+        self.data: OrderedDict[K, V] = OrderedDict()
         self.evictions = 0  # pushed out by a full table: the number an operator watches
         self.expirations = 0  # idle entries timed out: normal churn
 
@@ -52,8 +57,10 @@ class BoundedTable(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         data = self.data
         if key not in data and len(data) >= self.maxlen:
-            self._drop(next(iter(data)))
+            old_key, old = data.popitem(last=False)
             self.evictions += 1
+            if self.on_drop is not None:
+                self.on_drop(old_key, old)
         data[key] = value
 
     def pop(self, key: K) -> V | None:
