@@ -98,7 +98,7 @@ def _decode4(buf: bytes) -> Packet:
         raise Malformed("ipv4_header_length")
     end = min(total, len(buf))
     if proto == PROTO_TCP and not frag & 0x3FFF and total == end and end - ihl >= 20:
-        # The common case in one go: an unfragmented, complete TCP segment.
+        # The common cases in one go: unfragmented, complete TCP and UDP.
         sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(buf, ihl)
         hlen = (doff >> 4) * 4
         if hlen < 20 or ihl + hlen > end:
@@ -106,6 +106,11 @@ def _decode4(buf: bytes) -> Packet:
         if hlen > 20 and flags & SYN:
             _check_options(buf, ihl + 20, ihl + hlen)
         return Packet(src, dst, proto, end, sport, dport, flags, seq, buf[ihl + hlen:end])
+    if proto == PROTO_UDP and not frag & 0x3FFF and total == end and end - ihl >= 8:
+        sport, dport, ulen = _UDP.unpack_from(buf, ihl)
+        if ulen < 8 or ihl + ulen > end:  # the kernel drops these too
+            raise Malformed("udp_length")
+        return Packet(src, dst, proto, end, sport, dport, 0, 0, buf[ihl + 8:ihl + ulen])
     pkt = Packet(src, dst, proto, end)
     if total > end:
         pkt.truncated = True

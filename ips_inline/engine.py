@@ -68,6 +68,7 @@ class Engine:
         self.sink = sink
         self.stats = Stats()
         self.bans = bans
+        self._banned = bans.active  # the same dict, for a cheap membership test
         bans.on_ban = self._on_ban
         bans.on_unban = self._on_unban
         self.flows = FlowTable(cfg.engine.max_flows, cfg.engine.flow_ttl, cfg.engine.half_open_ttl)
@@ -131,7 +132,7 @@ class Engine:
         if now >= self._next_sweep:
             self.sweep(now)
         verdicts = self.stats.verdicts
-        if self.bans.is_banned(pkt.src, now):
+        if pkt.src in self._banned and self.bans.is_banned(pkt.src, now):  # a dict hit first
             verdicts[BANNED] += 1
             return DROP
         flow = self.flows.track(pkt, now) if pkt.proto == PROTO_TCP else None
