@@ -16,6 +16,7 @@ from collections import Counter
 
 from .bans import BanManager, Whitelist
 from .config import Config
+from .decode import ACK as ACK_FLAG
 from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
 from .defrag import COMPLETE, HELD, Defrag
 from .detectors import Context, Detector, build
@@ -42,6 +43,7 @@ _VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept"
                  for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
 SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
+_TCP_ACK = -PROTO_TCP  # dispatch key of TCP segments with ACK set
 
 
 class Stats:
@@ -93,8 +95,10 @@ class Engine:
         self._dispatch: dict[int, tuple[Detector, ...]] = {}
         for det in self.detectors:
             if not det.payload:
-                for proto in det.protocols:
-                    self._dispatch[proto] = (*self._dispatch.get(proto, ()), det)
+                keys = [*det.protocols, *([_TCP_ACK] if PROTO_TCP in det.protocols
+                                          and det.on_ack else [])]
+                for key in keys:
+                    self._dispatch[key] = (*self._dispatch.get(key, ()), det)
         self._payload = tuple(d for d in self.detectors if d.payload)
         self._bypass_after = cfg.engine.bypass_after_packets
 
@@ -143,7 +147,8 @@ class Engine:
             if flow.bypassed:  # live, the kernel stops queueing it; replay does likewise
                 verdicts[BYPASSED] += 1
                 return BYPASS
-        for det in self._dispatch.get(pkt.proto, ()):
+        key = _TCP_ACK if pkt.proto == PROTO_TCP and pkt.flags & ACK_FLAG else pkt.proto
+        for det in self._dispatch.get(key, ()):
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
                 code = self._hit(det, sig, pkt, flow, now)

@@ -7,9 +7,8 @@ Only the connection initiator's stream is parsed; responses never are.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 
-from .normalize import decode_value, split_params
+from .normalize import decode_value, fold, split_params
 
 _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
             b"CONNECT ", b"TRACE ", b"PROPFIND ")
@@ -33,8 +32,12 @@ def looks_like_http(data: bytes) -> bool:
 
 
 class HttpRequest:
-    """One request. Decoded views are computed once, on first use, and shared
-    by every payload detector."""
+    """One request, decoded once for every payload detector: `values` holds
+    everything an attacker controls (path, parameters, cookies, free-text
+    headers) as the application will see it, `folded` the same for pattern
+    matching (see normalize.fold)."""
+
+    __slots__ = ("head", "body", "truncated", "method", "target", "headers", "values", "folded")
 
     def __init__(self, head: bytes, body: bytes, truncated: bool) -> None:
         self.head = head
@@ -51,13 +54,13 @@ class HttpRequest:
             if sep:
                 self.headers.append((name.strip().decode("latin-1").lower(),
                                      value.strip().decode("latin-1")))
+        self.values = [self._path(), *self._params(), *self._header_values()]
+        self.folded = [fold(v) for v in self.values]
 
-    @cached_property
-    def path(self) -> str:
+    def _path(self) -> str:
         return decode_value(self.target.partition("?")[0], plus=False)
 
-    @cached_property
-    def params(self) -> list[str]:
+    def _params(self) -> list[str]:
         """Decoded values of the query string and a urlencoded/raw body."""
         values = split_params(self.target.partition("?")[2])
         body = self.body.decode("latin-1")
@@ -69,8 +72,7 @@ class HttpRequest:
                 values.extend(split_params(body))
         return values
 
-    @cached_property
-    def header_values(self) -> list[str]:
+    def _header_values(self) -> list[str]:
         out = []
         for name, value in self.headers:
             if name in _STRUCTURAL:
@@ -80,11 +82,6 @@ class HttpRequest:
             else:
                 out.append(decode_value(value, plus=False))
         return out
-
-    @cached_property
-    def values(self) -> list[str]:
-        """Everything an attacker controls, decoded: path, parameters, headers."""
-        return [self.path, *self.params, *self.header_values]
 
 
 class Dechunker:

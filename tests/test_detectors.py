@@ -192,3 +192,11 @@ def test_disabled_detector_never_fires() -> None:
     cfg.detectors["null_scan"].enabled = False
     h = Harness(cfg)
     assert h.feed(tcp(flags="")) == [True]
+
+
+def test_sqli_prefilter_only_skips_bare_tokens() -> None:
+    from ips_inline.detectors.http_attacks import _plain
+
+    assert _plain("widget") and _plain("/search") and _plain("bench/1.0") and _plain("a-b_c.d")
+    for value in ("1--", "1/*x*/", "1 or 1=1", "admin'", "1;drop", "x)", 'a"b', "1#"):
+        assert not _plain(value), value

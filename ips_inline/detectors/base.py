@@ -27,6 +27,9 @@ class Detector(Protocol):
     name: ClassVar[str]
     protocols: ClassVar[tuple[int, ...]]  # IP protocols it can fire on (dispatch key)
     payload: ClassVar[bool]  # True: fed complete HTTP requests (flow.request), not packets
+    # False: never fires on a TCP segment with ACK set (floods and scans probe
+    # without it), so established traffic skips it altogether.
+    on_ack: ClassVar[bool]
     cfg: DetectorConfig
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
@@ -57,6 +60,7 @@ class Context:
 
 class BaseDetector:
     payload: ClassVar[bool] = False
+    on_ack: ClassVar[bool] = True
 
     def __init__(self, cfg: DetectorConfig, ctx: Context) -> None:
         self.cfg = cfg

@@ -28,6 +28,7 @@ class _Ports:
 class PortScan(BaseDetector):
     name = "port_scan"
     protocols = (PROTO_TCP, PROTO_UDP)
+    on_ack = False
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)

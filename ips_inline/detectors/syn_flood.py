@@ -17,6 +17,7 @@ SIG_HALF_OPEN = Signature(1000003, "TCP SYN flood (half-open connections)",
 class SynFlood(BaseDetector):
     name = "syn_flood"
     protocols = (PROTO_TCP,)
+    on_ack = False
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)
