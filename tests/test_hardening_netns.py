@@ -288,7 +288,7 @@ def test_a_detector_that_raises_gets_the_error_policy_and_the_daemon_goes_on(
     victim = start_daemon(env={"PYTHONPATH": str(hook)})
     assert client_gets(lab, "--local-port", "31337")  # error_policy = accept
     errors = victim.metric("ips_inline_exceptions_total")
-    assert errors >= 3  # SYN, ACK, request... every segment of that connection
+    assert errors >= 1  # the SYN: syn_flood never sees segments with ACK set
     assert victim.metric("ips_inline_packets_total", verdict="accept", reason="error") == errors
     assert victim.run_log().count("engine error on a packet") == 1  # one traceback per 10 s
 
