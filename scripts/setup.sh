@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(iptables ipset libnetfilter-queue-dev iproute2 hping3 nmap curl sqlmap
       prometheus docker-compose gcc python3-dev python3-venv util-linux libcap2-bin
-      procps conntrack iputils-ping iperf3)
+      procps conntrack iputils-ping iperf3 systemd)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
