@@ -121,6 +121,22 @@ def test_bans_outlive_a_restart_and_a_killed_daemon_leaves_traffic_flowing(
                     check=False).returncode != 0
 
 
+def test_an_open_tcp_session_survives_a_killed_and_restarted_daemon(lab: Lab,
+                                                                    victim: Victim) -> None:
+    """A 2 MB download at 400 kB/s spans kill -9 and restart: its packets bypass
+    (connmark) or are picked up mid-stream by the new daemon; none is refused."""
+    url = f"http://{lab.victim4}/download?size=2000000"
+    proc = lab.popen("client", ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}",
+                                "--limit-rate", "400k", "-m", "30", url],
+                     stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    victim.stop("KILL")
+    time.sleep(1.0)
+    victim.start()
+    out, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0 and out == "2000000"
+
+
 def test_manual_ban_and_bad_addresses(lab: Lab, victim: Victim) -> None:
     assert victim.ips("ban", source(lab, 39), "--duration", "60").returncode == 0
     assert victim.bans()[source(lab, 39)] == "manual"
