@@ -320,3 +320,15 @@ def test_serve_reports_a_taken_port_in_one_line() -> None:
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "already in use" in message
     assert "\n" not in message
+
+
+def test_fragments_and_truncated_packets_are_exported(harness: Harness, proc_file: Path) -> None:
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.packet import Raw
+
+    datagram = IP(src="10.77.0.30", dst="10.77.0.10") / UDP(dport=53) / Raw(b"x" * 64)
+    pieces = [bytes(p) for p in fragment(datagram, fragsize=24)]
+    harness.feed(*pieces, ping()[:-4])  # every fragment, then a ping cut short
+    samples = scrape(full_registry(harness, proc_file))
+    assert value(samples, "ips_inline_defrag_total", event="fragments") == len(pieces) > 1
+    assert value(samples, "ips_inline_truncated_total") == 1

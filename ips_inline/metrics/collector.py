@@ -91,6 +91,11 @@ def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:
                    data.get("malformed", {}))
     yield CounterMetricFamily("ips_inline_exceptions_total", "Engine errors on a packet",
                               value=data.get("exceptions", 0))
+    yield _counter("ips_inline_defrag_total", "IP fragment reassembly events", "event",
+                   data.get("defrag", {}))
+    yield CounterMetricFamily("ips_inline_truncated_total",
+                              "Packets shorter than their IP header says (queue copy limit)",
+                              value=data.get("truncated", 0))
     yield _counter("ips_inline_state_evictions_total",
                    "Entries pushed out of a full state table", "table",
                    data.get("state_evictions", {}))

@@ -35,6 +35,7 @@ class StatsLike(Protocol):
     bans: Mapping[str, int]
     malformed: Mapping[str, int]
     exceptions: int
+    truncated: int
 
 
 class BanCountsLike(Protocol):
@@ -42,9 +43,14 @@ class BanCountsLike(Protocol):
     unbans: int
 
 
+class DefragLike(Protocol):
+    counts: Mapping[str, int]
+
+
 class EngineLike(Protocol):
     stats: StatsLike
     bans: BanCountsLike
+    defrag: DefragLike
 
     def tables(self) -> list[Any]: ...
 
@@ -70,6 +76,8 @@ def snapshot(engine: EngineLike, latency: LatencyHistogram | None = None) -> Sna
         "malformed": dict(stats.malformed),
         "exceptions": stats.exceptions,
         "state_evictions": evictions,
+        "defrag": dict(engine.defrag.counts),
+        "truncated": stats.truncated,
         # The largest per-source table: a lower bound on distinct sources held
         # (a union of keys would be exact but costs O(entries) per scrape). It
         # nears engine.max_sources when a spoofed flood fills the tables.
