@@ -131,6 +131,7 @@ def banned_flood(lab: BenchLab, ips: Ips, pktsend: Path, flood: Path, count: int
 class RssFlood:
     hwm_before_kb: int
     rss_before_kb: int
+    hwm_mid_kb: int  # after the first half: the state tables are full by then
     hwm_after_kb: int
     rss_after_kb: int
     sent: int
@@ -138,6 +139,11 @@ class RssFlood:
     seen: float  # packets the daemon inspected during the flood
     queued: int  # packets the kernel queued to it
     dropped: int  # queue full (fail-open off) or socket buffer full
+
+    @property
+    def plateau(self) -> float:
+        """Growth across the second half: flat once the bounded tables are full."""
+        return self.hwm_after_kb / self.hwm_mid_kb if self.hwm_mid_kb else 0.0
 
     @property
     def ratio(self) -> float:
@@ -149,20 +155,27 @@ class RssFlood:
         return max(0, self.sent - self.queued - self.dropped)
 
 
-def rss_flood(lab: BenchLab, ips: Ips, sender: list[str]) -> RssFlood:
-    """Peak RSS (VmHWM) before and after a random-source SYN flood (spoofed
-    sources have no route back: the victim's SYN-ACKs die at the route lookup)."""
+def rss_flood(lab: BenchLab, ips: Ips, halves: tuple[list[str], list[str]]) -> RssFlood:
+    """Peak RSS (VmHWM) before, halfway through and after a random-source SYN
+    flood sent in two halves with different sources (spoofed sources have no
+    route back: the victim's SYN-ACKs die at the route lookup)."""
     assert ips.proc is not None
     pid = ips.proc.pid
     hwm0, rss0, seen0 = proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), ips.metrics()
     q0 = lab.queues()[0]
-    sent, secs = send(lab, "attacker", sender, timeout=300)
-    idle(lab, (0,))
+    sent, secs, mid = 0, 0.0, 0
+    for i, sender in enumerate(halves):
+        n, t = send(lab, "attacker", sender, timeout=300)
+        sent, secs = sent + n, secs + t
+        idle(lab, (0,))
+        if i == 0:
+            mid = proc_status(pid, "VmHWM")
     time.sleep(1.5)
     seen = ips.metrics()["packets"] - seen0["packets"]
     q1 = lab.queues()[0]
     if ips.proc.poll() is not None:
         raise BenchError(f"daemon died during the flood: {ips.log_tail()}")
-    return RssFlood(hwm0, rss0, proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"), sent,
-                    secs, seen, q1.id_seq - q0.id_seq - (q1.user_dropped - q0.user_dropped),
+    return RssFlood(hwm0, rss0, mid, proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"),
+                    sent, secs, seen,
+                    q1.id_seq - q0.id_seq - (q1.user_dropped - q0.user_dropped),
                     q1.dropped - q0.dropped + q1.user_dropped - q0.user_dropped)
