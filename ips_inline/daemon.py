@@ -178,7 +178,7 @@ class Daemon:
                 self._housekeeping(now)
 
     def _housekeeping(self, now: float) -> None:
-        self.engine.sweep(now)
+        self.engine.expire(now)  # a full sweep scans every table: only when due
         self.sink.tick()
         if self.report is not None:
             self._report()

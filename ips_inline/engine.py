@@ -133,7 +133,7 @@ class Engine:
         return ACCEPT if accept else DROP
 
     def _inspect(self, pkt: Packet, now: float) -> int:
-        if now >= self._next_sweep:
+        if now >= self._next_sweep:  # expire(), inlined: this runs per packet
             self.sweep(now)
         verdicts = self.stats.verdicts
         if pkt.src in self._banned and self.bans.is_banned(pkt.src, now):  # a dict hit first
@@ -246,6 +246,12 @@ class Engine:
 
     def _on_unban(self, src: bytes, reason: str) -> None:
         self.sink.emit(unban_record(src, reason, self._now))
+
+    def expire(self, now: float) -> None:
+        """Sweep if one is due: for callers outside the packet path (the
+        daemon's idle tick), so idle state still expires without traffic."""
+        if now >= self._next_sweep:
+            self.sweep(now)
 
     def sweep(self, now: float) -> None:
         """Expire idle state in every table (bounded work every few seconds)."""
