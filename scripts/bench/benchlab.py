@@ -14,9 +14,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ips_inline.metrics.kernel import QueueCounters, parse_nfqueue
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "scripts" / "lab.sh"
@@ -25,28 +26,6 @@ NFQ_PROC = "net/netfilter/nfnetlink_queue"
 
 class BenchError(RuntimeError):
     """A step of the benchmark failed; the message says which."""
-
-
-@dataclass(frozen=True)
-class QueueStat:
-    """One line of /proc/net/netfilter/nfnetlink_queue."""
-
-    queue: int
-    portid: int
-    length: int
-    dropped: int  # queue full
-    user_dropped: int  # netlink socket buffer full
-    id_seq: int  # packets ever queued
-
-
-def parse_nfq(text: str) -> dict[int, QueueStat]:
-    out = {}
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) >= 8:
-            out[int(f[0])] = QueueStat(int(f[0]), int(f[1]), int(f[2]), int(f[5]), int(f[6]),
-                                       int(f[7]))
-    return out
 
 
 class BenchLab:
@@ -124,11 +103,11 @@ class BenchLab:
             self.procs.remove(proc)
 
     # -- kernel state in the victim ----------------------------------------------------
-    def queues(self) -> dict[int, QueueStat]:
+    def queues(self) -> dict[int, QueueCounters]:
         assert self.anchor is not None
         try:
             with open(f"/proc/{self.anchor.pid}/{NFQ_PROC}") as fh:
-                return parse_nfq(fh.read())
+                return parse_nfqueue(fh.read())
         except FileNotFoundError:
             return {}
 

@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from benchlab import BenchError, BenchLab, QueueStat, signal_pids, signal_tree
+from benchlab import BenchError, BenchLab, signal_pids, signal_tree
+
+from ips_inline.metrics.kernel import QueueCounters
 
 POLL = 0.0005  # seconds between reads of the queue counters while draining
 SETTLE = 0.05  # the backlog must stay unchanged this long before the drain starts
@@ -41,7 +43,7 @@ class Drain:
         return self.total / self.seconds / 1000 if self.seconds > 0 else 0.0
 
 
-def _lengths(stats: dict[int, QueueStat], queues: Sequence[int]) -> dict[int, int]:
+def _lengths(stats: dict[int, QueueCounters], queues: Sequence[int]) -> dict[int, int]:
     return {q: stats[q].length if q in stats else -1 for q in queues}
 
 

@@ -117,10 +117,10 @@ class BannedFlood:
 def banned_flood(lab: BenchLab, ips: Ips, pktsend: Path, flood: Path, count: int) -> BannedFlood:
     ips.cli("ban", lab.attacker, "--duration", "600")
     time.sleep(1.5)  # the daemon picks the store change up within a second
-    before = (ips.counters(), lab.queues()[0].id_seq, ips.metrics()["packets"])
+    before = (ips.counters(), lab.queues()[0].id_sequence, ips.metrics()["packets"])
     sent, secs = send(lab, "attacker", [pktsend, "-f", flood, "-n", count])
     time.sleep(1.5)  # metrics: figures are a second old at most
-    after = (ips.counters(), lab.queues()[0].id_seq, ips.metrics()["packets"])
+    after = (ips.counters(), lab.queues()[0].id_sequence, ips.metrics()["packets"])
     return BannedFlood(sent, sent / secs if secs else 0.0,
                        after[0]["ban_drop"] - before[0]["ban_drop"],
                        after[0]["nfqueue"] - before[0]["nfqueue"], after[1] - before[1],
@@ -177,5 +177,5 @@ def rss_flood(lab: BenchLab, ips: Ips, halves: tuple[list[str], list[str]]) -> R
         raise BenchError(f"daemon died during the flood: {ips.log_tail()}")
     return RssFlood(hwm0, rss0, mid, proc_status(pid, "VmHWM"), proc_status(pid, "VmRSS"),
                     sent, secs, seen,
-                    q1.id_seq - q0.id_seq - (q1.user_dropped - q0.user_dropped),
+                    q1.id_sequence - q0.id_sequence - (q1.user_dropped - q0.user_dropped),
                     q1.dropped - q0.dropped + q1.user_dropped - q0.user_dropped)
