@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import os
 import select
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from .errors import DaemonError
 from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
+from .signals import catch_signals
 from .sources.nfqueue import QueueError, QueueSource, make_callback
 
 log = logging.getLogger("ips_inline")
@@ -143,12 +143,7 @@ class Daemon:
             self.source.close()
             raise
         self.enforcer.start(first=self.restore)
-        wake_r, wake_w = socket.socketpair()
-        wake_w.setblocking(False)
-        signal.set_wakeup_fd(wake_w.fileno())
-        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
-                             (signal.SIGHUP, self._on_hup)):
-            signal.signal(sig, handler)
+        wake_r = catch_signals(self._on_stop, self._on_hup)
         log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
             self._loop(fd, wake_r)

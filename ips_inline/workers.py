@@ -29,6 +29,7 @@ from .config import Config, ConfigError, load
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .errors import DaemonError
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve
+from .signals import catch_signals
 
 log = logging.getLogger("ips_inline")
 RESTART_DELAY = 1.0  # seconds before a dead worker is started again
@@ -67,12 +68,7 @@ class Supervisor:
         for i in range(self.n):
             self._spawn(i)
         server = self._serve_metrics()
-        wake_r, wake_w = socket.socketpair()
-        wake_w.setblocking(False)
-        signal.set_wakeup_fd(wake_w.fileno())
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_hup)
+        wake_r = catch_signals(self._on_stop, self._on_hup)
         log.info("supervising %d workers on NFQUEUE %d..%d", self.n, self.cfg.live.queue_num,
                  self.cfg.live.queue_num + self.n - 1)
         try:
