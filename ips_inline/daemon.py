@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import os
 import select
-import socket
 import time
 from collections.abc import Callable
 from typing import IO
@@ -31,7 +30,7 @@ from .errors import DaemonError
 from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
-from .signals import catch_signals
+from .signals import SignalWake, catch_signals
 from .sources.nfqueue import QueueError, QueueSource, make_callback
 
 log = logging.getLogger("ips_inline")
@@ -143,12 +142,13 @@ class Daemon:
             self.source.close()
             raise
         self.enforcer.start(first=self.restore)
-        wake_r = catch_signals(self._on_stop, self._on_hup)
+        wake = catch_signals(self._on_stop, self._on_hup)
         log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
-            self._loop(fd, wake_r)
+            self._loop(fd, wake)
         finally:
             self.source.close()
+            wake.close()
             self.enforcer.stop()
             self.eve.close()
             if self.metrics_server is not None:
@@ -157,14 +157,14 @@ class Daemon:
             log.info("stopped: queue unbound, traffic bypasses, bans stay in the kernel")
         return 0
 
-    def _loop(self, fd: int, wake: socket.socket) -> None:
+    def _loop(self, fd: int, wake: SignalWake) -> None:
         next_tick = 0.0
         while not self.stop:
             ready, _, _ = select.select([fd, wake], [], [], TICK)
             if fd in ready:
                 self.source.drain()
             if wake in ready:
-                wake.recv(64)
+                wake.clear()
             if self.reload:
                 self._reload()
             now = time.time()

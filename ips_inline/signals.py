@@ -9,14 +9,42 @@ from collections.abc import Callable
 Handler = Callable[[int, object], None]
 
 
-def catch_signals(on_stop: Handler, on_hup: Handler) -> socket.socket:
-    """SIGTERM/SIGINT -> on_stop, SIGHUP -> on_hup. Returns a socket that
-    becomes readable on each signal, so a select() loop wakes at once instead
-    of at its next timeout."""
-    wake_r, wake_w = socket.socketpair()
-    wake_w.setblocking(False)
-    signal.set_wakeup_fd(wake_w.fileno())
+class SignalWake:
+    """A socket pair the signal machinery writes a byte to on each signal, so
+    a select() loop wakes at once instead of at its next timeout.
+
+    Both ends live as long as this object: set_wakeup_fd() keeps only the
+    write end's number, and a collected write end would close it, leaving
+    the read end readable (EOF) forever and the loop spinning."""
+
+    def __init__(self) -> None:
+        self.r, self._w = socket.socketpair()
+        self._w.setblocking(False)
+        self.r.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.r.fileno()
+
+    def clear(self) -> None:
+        """Read the pending wake-up bytes."""
+        try:
+            while self.r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        self.r.close()
+        self._w.close()
+
+
+def catch_signals(on_stop: Handler, on_hup: Handler) -> SignalWake:
+    """SIGTERM/SIGINT -> on_stop, SIGHUP -> on_hup; returns the wake-up to
+    select() on (keep it until the loop ends, then close it)."""
+    wake = SignalWake()
+    signal.set_wakeup_fd(wake._w.fileno())
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
-    return wake_r
+    return wake

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import select
 import signal
-import socket
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -29,7 +28,7 @@ from .config import Config, ConfigError, load
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .errors import DaemonError
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve
-from .signals import catch_signals
+from .signals import SignalWake, catch_signals
 
 log = logging.getLogger("ips_inline")
 RESTART_DELAY = 1.0  # seconds before a dead worker is started again
@@ -68,13 +67,14 @@ class Supervisor:
         for i in range(self.n):
             self._spawn(i)
         server = self._serve_metrics()
-        wake_r = catch_signals(self._on_stop, self._on_hup)
+        wake = catch_signals(self._on_stop, self._on_hup)
         log.info("supervising %d workers on NFQUEUE %d..%d", self.n, self.cfg.live.queue_num,
                  self.cfg.live.queue_num + self.n - 1)
         try:
-            self._loop(wake_r)
+            self._loop(wake)
         finally:
             self._stop_all()
+            wake.close()
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -104,7 +104,7 @@ class Supervisor:
             self._stop_all()
             raise DaemonError(str(exc)) from None
 
-    def _loop(self, wake: socket.socket) -> None:
+    def _loop(self, wake: SignalWake) -> None:
         live = self.cfg.live
         with IpsetEnforcer(live.set_v4, live.set_v6, live.maxelem) as sets:
             next_count = 0.0
@@ -112,7 +112,7 @@ class Supervisor:
                 waits = [wake, *self.conns.values(), *(p.sentinel for p in self.procs.values())]
                 ready = select.select(waits, [], [], 1.0)[0]
                 if wake in ready:
-                    wake.recv(64)
+                    wake.clear()
                 self._receive(ready)
                 self._reap(ready)
                 if self.reload:

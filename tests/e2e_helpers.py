@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import time
@@ -80,6 +81,28 @@ class Victim:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0])
         return out
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU time of the daemon and every process under it."""
+        assert self.proc is not None
+        stats = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # exited meanwhile
+                continue
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        tree = {self.proc.pid}
+        for _ in range(4):  # victim.sh -> ips-inline -> workers
+            tree |= {pid for pid, (ppid, _t) in stats.items() if ppid in tree}
+        ticks = sum(stats[pid][1] for pid in tree if pid in stats)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def idle_cpu_share(self, seconds: float = 2.0) -> float:
+        """CPU the daemon's processes used while no traffic came, per second."""
+        before = self.cpu_seconds()
+        time.sleep(seconds)
+        return (self.cpu_seconds() - before) / seconds
 
     def bans(self) -> dict[str, str]:
         return {b["ip"]: b["detector"] for b in json.loads(self.ips("bans", "--json").stdout)}

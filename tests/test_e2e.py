@@ -51,6 +51,11 @@ def test_daemon_refuses_a_second_binding_and_missing_rules(lab: Lab, victim: Vic
     assert res.returncode == 2 and "install-rules" in res.stderr
 
 
+def test_an_idle_daemon_sleeps(victim: Victim) -> None:
+    # A closed signal wake-up socket once kept the loop spinning at 100% CPU.
+    assert victim.idle_cpu_share() < 0.1
+
+
 def test_icmp_flood_is_banned_and_then_dropped_in_the_kernel(lab: Lab, victim: Victim,
                                                              client: Path, tmp_path: Path) -> None:
     out = attack(lab, "icmp_flood", tmp_path)

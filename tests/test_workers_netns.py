@@ -38,6 +38,10 @@ def test_two_queues_balanced(lab: Lab, victim: Victim) -> None:
     assert "--queue-balance 0:1" in rule
 
 
+def test_idle_supervisor_and_workers_sleep(victim: Victim) -> None:
+    assert victim.idle_cpu_share() < 0.1  # three processes; a spinning one uses ~1.0
+
+
 def test_attacks_banned_and_figures_summed(lab: Lab, victim: Victim, tmp_path: Path) -> None:
     for name in ("icmp_flood", "scan_null"):
         res = lab.exec("attacker", [SCENARIO, "attack", name], env=scenario_env(lab, tmp_path),
