@@ -20,6 +20,9 @@ FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 PROTO_NAMES = {PROTO_ICMP: "ICMP", PROTO_TCP: "TCP", PROTO_UDP: "UDP", PROTO_ICMP6: "IPv6-ICMP"}
 
 _IP4 = Struct("!BBHHHBBH4s4s")
+# An option-less IPv4 header and its TCP or UDP header, in one unpack.
+_IP4_TCP = Struct("!xxHxxHxxxx4s4sHHIIBB")
+_IP4_UDP = Struct("!xxHxxHxxxx4s4sHHH")
 _UDP = Struct("!HHH")
 _TCP = Struct("!HHIIBB")
 _V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
@@ -79,6 +82,26 @@ def format_ip(raw: bytes) -> str:
 
 def decode(buf: bytes) -> Packet:
     """Decode one IPv4 or IPv6 packet starting at the IP header."""
+    n = len(buf)
+    # Nearly all traffic: IPv4 without options, unfragmented, complete, TCP or
+    # UDP. One unpack, one object; anything else takes the general path.
+    if n >= 28 and buf[0] == 0x45:
+        proto = buf[9]
+        if proto == PROTO_TCP and n >= 40:
+            total, frag, src, dst, sport, dport, seq, _ack, doff, flags = _IP4_TCP.unpack_from(buf)
+            if total == n and not frag & 0x3FFF:
+                hlen = (doff >> 4) * 4
+                if hlen < 20 or 20 + hlen > n:
+                    raise Malformed("tcp_header_length")
+                if hlen > 20 and flags & SYN:
+                    _check_options(buf, 40, 20 + hlen)
+                return Packet(src, dst, proto, n, sport, dport, flags, seq, buf[20 + hlen:])
+        elif proto == PROTO_UDP:
+            total, frag, src, dst, sport, dport, ulen = _IP4_UDP.unpack_from(buf)
+            if total == n and not frag & 0x3FFF:
+                if ulen < 8 or 20 + ulen > n:  # the kernel drops these too
+                    raise Malformed("udp_length")
+                return Packet(src, dst, proto, n, sport, dport, 0, 0, buf[28:20 + ulen])
     if not buf:
         raise Malformed("empty")
     version = buf[0] >> 4
@@ -97,20 +120,6 @@ def _decode4(buf: bytes) -> Packet:
     if ihl < 20 or total < ihl or len(buf) < ihl:
         raise Malformed("ipv4_header_length")
     end = min(total, len(buf))
-    if proto == PROTO_TCP and not frag & 0x3FFF and total == end and end - ihl >= 20:
-        # The common cases in one go: unfragmented, complete TCP and UDP.
-        sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(buf, ihl)
-        hlen = (doff >> 4) * 4
-        if hlen < 20 or ihl + hlen > end:
-            raise Malformed("tcp_header_length")
-        if hlen > 20 and flags & SYN:
-            _check_options(buf, ihl + 20, ihl + hlen)
-        return Packet(src, dst, proto, end, sport, dport, flags, seq, buf[ihl + hlen:end])
-    if proto == PROTO_UDP and not frag & 0x3FFF and total == end and end - ihl >= 8:
-        sport, dport, ulen = _UDP.unpack_from(buf, ihl)
-        if ulen < 8 or ihl + ulen > end:  # the kernel drops these too
-            raise Malformed("udp_length")
-        return Packet(src, dst, proto, end, sport, dport, 0, 0, buf[ihl + 8:ihl + ulen])
     pkt = Packet(src, dst, proto, end)
     if total > end:
         pkt.truncated = True
