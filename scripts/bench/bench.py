@@ -66,6 +66,9 @@ TINY = Plan(packets=3000, reps=1, pings=10, connects=10, bulk_seconds=1.0, banne
             rss_flood=5000, rss_seconds=5.0, budget=300)
 
 
+PARTS = ("drains", "live")  # the drain tests; latency, bulk, banned flood and RSS
+
+
 class Budget(Exception):
     """The whole run took longer than its budget."""
 
@@ -413,18 +416,20 @@ class Render:
 
 
 # -- running -------------------------------------------------------------------------
-def parse_args(argv: list[str] | None) -> tuple[Plan, str]:
+def parse_args(argv: list[str] | None) -> tuple[Plan, str, set[str]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     ap.add_argument("--prefix", default="ipsb", help="lab prefix (default ipsb)")
     ap.add_argument("--packets", type=int, help="drain burst size")
     ap.add_argument("--reps", type=int, help="drain repetitions per row")
     ap.add_argument("--budget", type=int, help="seconds for the whole run")
+    ap.add_argument("--only", choices=PARTS, action="append",
+                    help="run only this part (repeatable; default: all)")
     args = ap.parse_args(argv)
     plan = TINY if args.tiny else Plan()
     overrides = {k: v for k, v in (("packets", args.packets), ("reps", args.reps),
                                    ("budget", args.budget)) if v}
-    return replace(plan, **overrides), args.prefix
+    return replace(plan, **overrides), args.prefix, set(args.only or PARTS)
 
 
 def preflight() -> None:
@@ -477,17 +482,19 @@ def cleanup(lab: BenchLab, tmp: Path, bench: Bench) -> int:
     return 0
 
 
-def execute(bench: Bench, lab: BenchLab) -> None:
+def execute(bench: Bench, lab: BenchLab, parts: set[str]) -> None:
     bench.build()
     log("lab up")
     lab.up()
     bench.make_files()
-    bench.all_drains()
-    bench.live()
+    if "drains" in parts:
+        bench.all_drains()
+    if "live" in parts:
+        bench.live()
 
 
 def main(argv: list[str] | None = None) -> int:
-    plan, prefix = parse_args(argv)
+    plan, prefix, parts = parse_args(argv)
     preflight()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # even if inherited ignored
         signal.signal(sig, interrupt)
@@ -500,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     others = other_namespaces(prefix)
     try:
-        execute(bench, lab)
+        execute(bench, lab, parts)
     except (KeyboardInterrupt, Budget, BenchError) as exc:
         rc = 130 if isinstance(exc, KeyboardInterrupt) else 1
         bench.notes.append(f"run stopped early: {str(exc) or 'interrupted'}")
