@@ -74,8 +74,8 @@ class BanManager:
         self._minute_start = 0.0
         self._minute_bans = 0
         self.unbans = 0
-        self.on_ban = None  # callback(src_raw, detector, duration, count) for EVE and metrics
-        self.on_unban = None  # callback(src_raw, reason)
+        self.on_ban = None  # callback(src_raw, detector, duration, count, now): EVE, metrics
+        self.on_unban = None  # callback(src_raw, reason, now)
 
     def is_banned(self, src: bytes, now: float) -> bool:
         until = self.active.get(src)
@@ -123,7 +123,7 @@ class BanManager:
         ip = str(ipaddress.ip_address(src))
         self.enforcer.ban(ip, duration, detector, entry.bans)
         if self.on_ban is not None:
-            self.on_ban(src, detector, duration, entry.bans)
+            self.on_ban(src, detector, duration, entry.bans, now)
         return True
 
     def seed(self, src: bytes, count: int, until: float, now: float) -> None:
@@ -142,18 +142,18 @@ class BanManager:
         `banned` maps every currently banned source to its expiry."""
         for src in [s for s in self.active if s not in banned]:
             del self.active[src]
-            self._unbanned(src, "manual")
+            self._unbanned(src, "manual", now)
         for src, until in banned.items():
             if until > now and src not in self.active:
                 self.seed(src, 1, until, now)
 
-    def _unbanned(self, src: bytes, reason: str) -> None:
+    def _unbanned(self, src: bytes, reason: str, now: float) -> None:
         self.unbans += 1
         if self.on_unban is not None:
-            self.on_unban(src, reason)
+            self.on_unban(src, reason, now)
 
     def sweep(self, now: float) -> None:
         self.history.sweep(now)
         for src in [s for s, until in self.active.items() if until <= now]:
             del self.active[src]
-            self._unbanned(src, "expired")
+            self._unbanned(src, "expired", now)

@@ -12,12 +12,11 @@ from .normalize import decode_value, fold, split_params
 
 _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
             b"CONNECT ", b"TRACE ", b"PROPFIND ")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")
 _LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)", re.I | re.M)
 # Chunked wins over Content-Length (RFC 9112 6.3), as in the servers we protect.
 _CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:[^\n]*\bchunked\b", re.I | re.M)
 _CHUNK_SIZE = re.compile(rb"[ \t]*([0-9a-fA-F]{1,8})[ \t]*(;[^\n]*)?$")
+_WS = " \t\r\n\x0b\x0c"  # what bytes.strip() and a bytes \s strip: ASCII white space
 _LINE_MAX = 4096  # a chunk-size or trailer line longer than this is not HTTP
 # Headers whose values are structure, not user data: skipping them avoids
 # false positives (Accept: */*, Content-Type: ...; charset=...).
@@ -29,6 +28,30 @@ _STRUCTURAL = frozenset(("host", "content-length", "content-type", "accept", "ac
 
 def looks_like_http(data: bytes) -> bool:
     return data.startswith(_METHODS) or any(m.startswith(data) for m in _METHODS if data)
+
+
+def _strip_version(target: str) -> str:
+    """The request target without a trailing `<white space>HTTP/d[.d]`
+    (servers accept raw spaces inside targets: those stay)."""
+    before, sep, version = target.rpartition("HTTP/")
+    if (sep and before and before[-1] in _WS and len(version) in (1, 3)
+            and version[0] in "0123456789"
+            and (len(version) == 1 or version[1] == "." and version[2] in "0123456789")):
+        return before.rstrip(_WS)
+    return target
+
+
+def head_end(buf: bytes, limit: int) -> tuple[int, int] | None:
+    """Where the first blank line (LF LF or LF CR LF, a CR before the first
+    LF included) starts and ends within buf[:limit], or None."""
+    lf_lf, lf_crlf = buf.find(b"\n\n", 0, limit), buf.find(b"\n\r\n", 0, limit)
+    if lf_lf < 0 and lf_crlf < 0:
+        return None
+    if lf_crlf < 0 or 0 <= lf_lf < lf_crlf:
+        first, end = lf_lf, lf_lf + 2
+    else:
+        first, end = lf_crlf, lf_crlf + 3
+    return (first - 1 if first and buf[first - 1] == 13 else first), end
 
 
 class HttpRequest:
@@ -43,17 +66,15 @@ class HttpRequest:
         self.head = head
         self.body = body
         self.truncated = truncated  # hit a buffer bound: inspected as far as it went
-        line, _, rest = head.partition(b"\n")
-        method, _, target = line.strip().partition(b" ")
-        version = _VERSION.search(target)  # servers accept raw spaces in targets: keep them
-        self.method = method.decode("latin-1")
-        self.target = (target[: version.start()] if version else target).decode("latin-1")
+        line, _, rest = head.decode("latin-1").partition("\n")
+        method, _, target = line.strip(_WS).partition(" ")
+        self.method = method
+        self.target = _strip_version(target)
         self.headers: list[tuple[str, str]] = []
-        for raw in rest.split(b"\n"):
-            name, sep, value = raw.partition(b":")
+        for raw in rest.split("\n"):
+            name, sep, value = raw.partition(":")
             if sep:
-                self.headers.append((name.strip().decode("latin-1").lower(),
-                                     value.strip().decode("latin-1")))
+                self.headers.append((name.strip(_WS).lower(), value.strip(_WS)))
         self.values = [self._path(), *self._params(), *self._header_values()]
         self.folded = [fold(v) for v in self.values]
 
@@ -189,26 +210,28 @@ class HttpStream:
         if self.chunked is not None:
             return self._next_chunks()
         buf = self.buf
-        end = _HEAD_END.search(buf, 0, self.max_head + 4)
+        end = head_end(buf, self.max_head + 4)
         if end is None:
             if len(buf) <= self.max_head:
                 return None
             self.dead = True  # an endless head: inspect what we have, then stop
             return HttpRequest(buf[: self.max_head], b"", truncated=True)
-        head = buf[: end.start()]
-        if _CHUNKED.search(head):
+        head_stop, body_start = end
+        head = buf[:head_stop]
+        lowered = head.lower()  # substring tests first: most heads have neither header
+        if b"transfer-encoding" in lowered and _CHUNKED.search(head):
             self.chunked = Dechunker(head, self.max_body)
-            self.buf = buf[end.end():]
+            self.buf = buf[body_start:]
             return self._next_chunks()
-        match = _LENGTH.search(head)
+        match = _LENGTH.search(head) if b"content-length" in lowered else None
         length = int(match.group(1)) if match else 0
-        body_end = end.end() + min(length, self.max_body)
+        body_end = body_start + min(length, self.max_body)
         if len(buf) < body_end:
             return None
         self.buf = buf[body_end:]
         if length > self.max_body:
             self.dead = True  # the rest of an oversized body is not parsed as requests
-        return HttpRequest(head, buf[end.end(): body_end], truncated=length > self.max_body)
+        return HttpRequest(head, buf[body_start:body_end], truncated=length > self.max_body)
 
     def _next_chunks(self) -> HttpRequest | None:
         body = self.chunked

@@ -44,6 +44,8 @@ def percent_decode(text: str, plus: bool) -> str:
 def decode_value(text: str, plus: bool = True) -> str:
     """Percent-decoded value, as the application receives it (case kept:
     libinjection wants the original, regex detectors fold on their own)."""
+    if "%" not in text and not (plus and "+" in text):
+        return text  # most values: nothing encoded
     return percent_decode(text, plus)
 
 
@@ -54,7 +56,12 @@ def fold(text: str, newlines: bool = False) -> str:
     text = html.unescape(text) if "&" in text else text
     if "/*" in text:
         text = _SQL_COMMENT.sub(" ", _SQL_VERSIONED.sub(" ", text)).replace("*/", " ")
-    return (_BLANKS if newlines else _SPACE).sub(" ", text.lower())
+    text = text.lower()
+    # Every white space character but the space is unprintable: a printable
+    # text without double spaces has nothing to fold (most values; skips a sub).
+    if text.isprintable() and "  " not in text:
+        return text
+    return (_BLANKS if newlines else _SPACE).sub(" ", text)
 
 
 def url_text(text: str) -> str:

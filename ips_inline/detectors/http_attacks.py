@@ -39,6 +39,8 @@ _CMD = re.compile(
     r"|\(\)\s*\{[^}]*\}\s*;")  # shellshock: () { :; };
 # A line break ends a command too (host=1.2.3.4%0aid), but prose has line breaks
 # before words like "ping" or "cat": only after a first line that is one token.
+# Characters every _CMD alternative needs: values without any skip the big regex.
+_CMD_CHARS = re.compile(r"[;|&`$(]").search
 _CMD_NEWLINE = re.compile(r"^\S*\s*\n\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")
 
 
@@ -90,7 +92,9 @@ class PathTraversal(_PayloadDetector):
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         for folded in flow.request.folded:
-            if _TRAVERSAL.search(folded.replace("\\", "/")):
+            # Every _TRAVERSAL alternative holds one of these (before / and \ are unified).
+            if ((".." in folded or "etc" in folded or ".ini" in folded or "proc" in folded)
+                    and _TRAVERSAL.search(folded.replace("\\", "/"))):
                 return SIG_TRAVERSAL
         return None
 
@@ -101,7 +105,7 @@ class CmdInjection(_PayloadDetector):
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         request = flow.request
         for value, folded in zip(request.values, request.folded, strict=True):
-            if _CMD.search(folded) or "\n" in value and _CMD_NEWLINE.search(
+            if _CMD_CHARS(folded) and _CMD.search(folded) or "\n" in value and _CMD_NEWLINE.search(
                     fold(value, newlines=True)):
                 return SIG_CMD
         return None

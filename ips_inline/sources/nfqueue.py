@@ -15,11 +15,10 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from operator import methodcaller
 
 from netfilterqueue import NetfilterQueue, Packet
 
-from ..engine import ACCEPT, DROP
+from ..engine import ACCEPT, BYPASS, DROP
 from .nfq_netlink import NfqNetlinkError, QueueControl
 
 log = logging.getLogger(__name__)
@@ -74,34 +73,46 @@ def make_callback(process: Callable[[bytes, float], int],
     packets of the connection are accepted by the connmark rule, unqueued.
     With `accepts`, ACCEPT is deferred to the batch (QueueSource.drain sends it)."""
     clock = time.time
-    accept: Callable[[Packet], object] = methodcaller("accept")  # pkt.accept(), called from C
-    if accepts is not None:
-        defer, pending, limit, flush = accepts.ids.append, accepts.ids, accepts.limit, accepts.flush
 
-        def accept(pkt: Packet) -> None:
-            defer(pkt.id)
-            if len(pending) >= limit:
-                flush()
-
-    def on_packet(pkt: Packet) -> None:
-        # One clock read serves as the engine's time and the latency start.
-        start = clock()
-        try:
-            verdict = process(pkt.get_payload(), start)
-        except BaseException:  # the engine never raises; this is the last guard
-            verdict = ACCEPT
-        if verdict == ACCEPT:
-            accept(pkt)
-        elif verdict == DROP:
+    def other(pkt: Packet, verdict: int) -> None:
+        if verdict == DROP:
             pkt.drop()
-        elif bypass_mark:
+        elif verdict == BYPASS and bypass_mark:
             pkt.set_mark(pkt.get_mark() | bypass_mark)
             pkt.repeat()
         else:
-            accept(pkt)
+            pkt.accept()
+
+    if accepts is None:
+        def on_packet(pkt: Packet) -> None:
+            start = clock()  # the engine's time and the latency start: one read
+            try:
+                verdict = process(pkt.get_payload(), start)
+            except BaseException:  # the engine never raises; this is the last guard
+                verdict = ACCEPT
+            other(pkt, verdict)
+            observe(clock() - start)
+
+        return on_packet
+
+    # Batched: the common verdict is an append, inlined (this runs per packet).
+    defer, pending, limit, flush = accepts.ids.append, accepts.ids, accepts.limit, accepts.flush
+
+    def on_packet_batched(pkt: Packet) -> None:
+        start = clock()
+        try:
+            verdict = process(pkt.get_payload(), start)
+        except BaseException:
+            verdict = ACCEPT
+        if verdict == ACCEPT or verdict == BYPASS and not bypass_mark:
+            defer(pkt.id)
+            if len(pending) >= limit:
+                flush()
+        else:
+            other(pkt, verdict)
         observe(clock() - start)
 
-    return on_packet
+    return on_packet_batched
 
 
 class _Replay:

@@ -1,0 +1,54 @@
+"""The HTTP head parser's hand-written scans agree with the plain regular
+expressions that define them (the scans exist for speed, not new meaning)."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ips_inline.http import HttpRequest, HttpStream, _strip_version, head_end
+
+HEAD_END = re.compile(rb"\r?\n\r?\n")  # a blank line ends the head
+VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")
+
+_PIECES = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"a", b"HTTP/", b"1", b".", b"1.1", b"\x85", b"\xa0"]
+pieces = st.lists(st.sampled_from(_PIECES), max_size=14).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(pieces, st.integers(0, 40))
+def test_head_end_is_the_blank_line_regex(buf: bytes, limit: int) -> None:
+    match = HEAD_END.search(buf, 0, limit)
+    assert head_end(buf, limit) == ((match.start(), match.end()) if match else None)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(pieces)
+def test_strip_version_is_the_version_regex(target: bytes) -> None:
+    target = target.strip()  # cut from a stripped request line, as in HttpRequest
+    match = VERSION.search(target)
+    expected = target[:match.start()] if match else target
+    assert _strip_version(target.decode("latin-1")) == expected.decode("latin-1")
+
+
+def test_only_the_space_is_printable_white_space() -> None:
+    # normalize.fold() skips its white-space regex on printable text on this basis.
+    assert [c for c in map(chr, range(0x110000))
+            if c != " " and c.isprintable() and re.match(r"\s", c)] == []
+
+
+def test_request_parts() -> None:
+    req = HttpRequest(b"GET /a b?q=1 HTTP/1.1\r\nHost: x\r\nX-Note:  hi there \r\n"
+                      b"Cookie: s=1; t=%27", b"", False)
+    assert (req.method, req.target) == ("GET", "/a b?q=1")
+    assert req.headers == [("host", "x"), ("x-note", "hi there"), ("cookie", "s=1; t=%27")]
+    assert "'" in req.values and "hi there" in req.values
+
+
+def test_stream_cuts_bodies_by_length_and_chunks() -> None:
+    stream = HttpStream(8192, 65536)
+    reqs = stream.feed(b"POST /a HTTP/1.1\nContent-Length: 3\n\nabcGET /b HTTP/1.0\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n")
+    assert [(r.target, r.body) for r in reqs] == [("/a", b"abc"), ("/b", b"xy")]
