@@ -13,7 +13,7 @@ import pytest
 
 from ips_inline.engine import ACCEPT, BYPASS, DROP
 from ips_inline.sources import nfq_netlink as nl
-from ips_inline.sources.nfqueue import AcceptBatch, make_callback
+from ips_inline.sources.nfqueue import VerdictBatch, make_callback
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little",
                                    reason="expected bytes spell host-order headers little-endian")
@@ -139,10 +139,10 @@ def test_configure_gives_up_without_an_ack(kernel, monkeypatch) -> None:
 def test_batch_sender_sends_one_message_per_call(kernel) -> None:
     control, peer = kernel
     send = control.batch_sender()
-    send(41)
-    send(2**32 - 1)
+    send(nl.NF_ACCEPT, 41)
+    send(nl.NF_DROP, 2**32 - 1)
     assert peer.recv(100) == nl.batch_verdict_message(5, nl.NF_ACCEPT, 41)
-    assert peer.recv(100) == nl.batch_verdict_message(5, nl.NF_ACCEPT, 2**32 - 1)
+    assert peer.recv(100) == nl.batch_verdict_message(5, nl.NF_DROP, 2**32 - 1)
 
 
 # -- the batching callback ----------------------------------------------------------------
@@ -182,10 +182,11 @@ def verdict_of(payload: bytes, _now: float) -> int:
     return {b"d": DROP, b"b": BYPASS}.get(payload, ACCEPT)
 
 
-def run(payloads: list[bytes], batch: AcceptBatch | None, bypass_mark: int = 0x40) -> list:
+def run(payloads: list[bytes], batch: VerdictBatch | None, bypass_mark: int = 0x40) -> list:
     log: list = []
     if batch is not None:
-        batch.connect(lambda last: log.append(("batch", last)))
+        batch.connect(lambda verdict, last: log.append(
+            ("accept" if verdict == nl.NF_ACCEPT else "drop", "up to", last)))
     callback = make_callback(verdict_of, lambda _dt: None, bypass_mark, batch)
     for packet_id, payload in enumerate(payloads, start=1):
         callback(FakePacket(packet_id, payload, log))
@@ -199,36 +200,38 @@ def test_per_packet_mode_verdicts_each_packet_at_once() -> None:
     assert log == [("accept", 1), ("drop", 2), ("repeat", 3, 0x40), ("accept", 4)]
 
 
-def test_batch_mode_defers_accepts_but_not_drops_or_repeats() -> None:
-    log = run([b"a", b"d", b"a", b"b", b"boom", b"a"], AcceptBatch())
-    # Drops and repeats go out before the batch, which then covers ids 1, 3, 5, 6.
-    assert log == [("drop", 2), ("repeat", 4, 0x40), ("batch", 6)]
+def test_batch_mode_sends_each_run_before_the_other_verdict_starts() -> None:
+    log = run([b"a", b"d", b"d", b"a", b"b", b"boom", b"a", b"d"], VerdictBatch())
+    # A repeat leaves the queue at once; the accept run around it stays one batch.
+    assert log == [("accept", "up to", 1), ("drop", "up to", 3), ("repeat", 5, 0x40),
+                   ("accept", "up to", 7), ("drop", "up to", 8)]
 
 
 def test_batch_mode_flushes_when_the_limit_is_reached() -> None:
-    log = run([b"a", b"a", b"d", b"a", b"a", b"a"], AcceptBatch(limit=2))
-    assert log == [("batch", 2), ("drop", 3), ("batch", 5), ("batch", 6)]
+    log = run([b"a", b"a", b"a", b"d", b"d", b"d"], VerdictBatch(limit=2))
+    assert log == [("accept", "up to", 2), ("accept", "up to", 3), ("drop", "up to", 5),
+                   ("drop", "up to", 6)]
 
 
 def test_bypass_without_a_mark_is_a_deferred_accept() -> None:
-    assert run([b"b", b"a"], AcceptBatch(), bypass_mark=0) == [("batch", 2)]
+    assert run([b"b", b"a"], VerdictBatch(), bypass_mark=0) == [("accept", "up to", 2)]
 
 
 def test_a_failed_batch_is_logged_and_the_next_covers_it(caplog) -> None:
     sent: list[int] = []
 
-    def flaky(last: int) -> None:
+    def flaky(_verdict: int, last: int) -> None:
         if not sent:
             sent.append(-1)
             raise OSError(errno.ENOBUFS, "No buffer space available")
         sent.append(last)
 
-    batch = AcceptBatch()
+    batch = VerdictBatch()
     batch.connect(flaky)
-    batch.ids.extend([1, 2])
+    batch.accepts.extend([1, 2])
     batch.flush()
     assert "batch verdict up to id 2 failed" in caplog.text
-    batch.ids.append(3)
+    batch.accepts.append(3)
     batch.flush()
     batch.flush()  # nothing pending: nothing sent
     assert sent == [-1, 3]

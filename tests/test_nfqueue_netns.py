@@ -63,14 +63,14 @@ def verdict(packet, _now):
     n = int(packet[28:])  # after the IPv4 and UDP headers
     if n % 7 == 6:
         raise RuntimeError("engine bug")  # the callback's guard accepts it
-    return (DROP, ACCEPT, BYPASS)[n % 3]
+    return (DROP, DROP, ACCEPT, BYPASS, ACCEPT, ACCEPT)[n % 6]  # runs of each, repeats between
 
 result = None
 """
 
 
 def expected_delivered(numbers: range) -> list[int]:
-    return [n for n in numbers if n % 7 == 6 or n % 3 != 0]
+    return [n for n in numbers if n % 7 == 6 or n % 6 > 1]
 
 
 def _skip_reason() -> str | None:
@@ -125,7 +125,7 @@ def py(ns: str, body: str, **params: object) -> dict:
 
 STALLED_CONSUMER = """
 src = QueueSource(0, 8, fail_open=FAIL_OPEN, rcvbuf=1 << 20)
-src.bind(make_callback(lambda _b, _t: ACCEPT, lambda _d: None, 0, src.accepts))
+src.bind(make_callback(lambda _b, _t: ACCEPT, lambda _d: None, 0, src.batch))
 rx = receiver()
 send(range(100))  # never drained: the queue holds 8, the rest meets a full queue
 got = []
@@ -149,15 +149,15 @@ def test_fail_closed_drops_what_a_full_queue_cannot_hold(ns: str) -> None:
 
 MIXED_DRAIN = """
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20, batch=BATCH)
-src.bind(make_callback(verdict, lambda _d: None, MARK, src.accepts))
+src.bind(make_callback(verdict, lambda _d: None, MARK, src.batch))
 rx = receiver()
 send(range(300))
 wait(lambda: counters()["length"] == 300)
 queued = counters()["length"]
-src.drain()  # 300 packets in one drain: accepts batched (64 a batch) between drops and repeats
+src.drain()  # 300 packets in one drain: runs of accepts and drops batched, repeats single
 after_drain = counters()
-if src.accepts is not None:
-    src.control.batch_sender()(1)  # nothing left up to id 1: the kernel answers ENOENT
+if src.batch is not None:
+    src.control.batch_sender()(1, 1)  # nothing left up to id 1: the kernel answers ENOENT
 send(range(300, 330))
 wait(lambda: counters()["length"] == 30)
 src.drain()  # reads past that error message
@@ -183,7 +183,7 @@ def test_mixed_verdicts_in_one_drain_all_take_effect(ns: str, batch: bool) -> No
 
 PACKETS_BEFORE_THE_ACK = """
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20)
-src.nfq.bind(0, make_callback(verdict, lambda _d: None, MARK, src.accepts), max_len=1000)
+src.nfq.bind(0, make_callback(verdict, lambda _d: None, MARK, src.batch), max_len=1000)
 rx = receiver()
 send(range(30))  # bound, not yet configured: these reach the socket ahead of the ACK
 wait(lambda: counters()["length"] == 30)

@@ -158,15 +158,15 @@ class QueueControl:
                 return err
             backlog.append(datagram)
 
-    def batch_sender(self, verdict: int = NF_ACCEPT) -> Callable[[int], None]:
-        """A function sending `verdict` for every queued packet up to an id.
+    def batch_sender(self) -> Callable[[int, int], None]:
+        """send(verdict, last_id): `verdict` for every queued packet up to an id.
         No NLM_F_ACK: a failure still comes back as an error message, which
         NetfilterQueue's run() reads and ignores (it is no packet)."""
         send = self.sock.send
         prefix = batch_prefix(self.queue_num)
         pack = _VERDICT_HDR.pack
 
-        def send_batch(last_id: int) -> None:
+        def send_batch(verdict: int, last_id: int) -> None:
             send(prefix + pack(verdict, last_id))
 
         return send_batch

@@ -3,10 +3,12 @@
 Every packet gets a verdict, whatever happens in the engine: a packet left
 without one would sit in the queue until the daemon exits.
 
-ACCEPT verdicts are batched (AcceptBatch): one NFQNL_MSG_VERDICT_BATCH per
-drain (or per BATCH_MAX accepts) instead of one sendto() per packet; DROP and
-BYPASS stay per packet and are sent at once, so they are never overtaken by a
-batch accept (a batch covers only packets still queued, up to its id).
+ACCEPT and DROP verdicts are batched (VerdictBatch): one
+NFQNL_MSG_VERDICT_BATCH per run of equal verdicts (at most BATCH_MAX, and
+at the end of each drain) instead of one sendto() per packet. A batch
+applies to every packet still queued up to its id, so a run is sent before
+a run of the other verdict starts. BYPASS (a repeat with a mark) stays per
+packet and is sent at once: it leaves the queue, so no batch covers it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from collections.abc import Callable
 from netfilterqueue import NetfilterQueue, Packet
 
 from ..engine import ACCEPT, BYPASS, DROP
-from .nfq_netlink import NfqNetlinkError, QueueControl
+from .nfq_netlink import NF_ACCEPT, NF_DROP, NfqNetlinkError, QueueControl
 
 log = logging.getLogger(__name__)
-# Accepts deferred at most: bounds the added latency and keeps the packets held
+# Verdicts deferred at most: bounds the added latency and keeps the packets held
 # for a batch far below any sane queue_maxlen.
 BATCH_MAX = 64
 
@@ -31,50 +33,56 @@ class QueueError(Exception):
     """The queue cannot be bound; one line for the user."""
 
 
-class AcceptBatch:
-    """ACCEPT verdicts deferred to one batch verdict.
+class VerdictBatch:
+    """ACCEPT and DROP verdicts deferred to batch verdicts.
 
     The kernel keeps queued packets in id order and a batch verdict applies to
     every packet still queued with an id up to the given one, so sending the
-    last accepted id accepts exactly the deferred packets: those dropped or
-    repeated meanwhile already left the queue. `ids` is appended to by the
-    callback (a C call); ids only grow (modulo 2**32, which the kernel handles)."""
+    last id of a run gives exactly that run its verdict: packets repeated
+    meanwhile already left the queue. At most one run is pending: a packet
+    with the other verdict flushes it first (else a drop batch would take the
+    pending accepts with it, or an accept batch the pending drops). The
+    callback appends ids (a C call); ids only grow (modulo 2**32, which the
+    kernel handles)."""
 
-    __slots__ = ("ids", "limit", "_send")
+    __slots__ = ("accepts", "drops", "limit", "_send")
 
     def __init__(self, limit: int = BATCH_MAX) -> None:
-        self.ids: list[int] = []
+        self.accepts: list[int] = []
+        self.drops: list[int] = []
         self.limit = limit
-        self._send: Callable[[int], None] | None = None
+        self._send: Callable[[int, int], None] | None = None
 
-    def connect(self, send: Callable[[int], None]) -> None:
+    def connect(self, send: Callable[[int, int], None]) -> None:
+        """send(verdict, last_id), verdict NF_ACCEPT or NF_DROP."""
         self._send = send
 
     def flush(self) -> None:
-        ids = self.ids
-        if not ids or self._send is None:
-            return
-        last = ids[-1]
-        ids.clear()
-        try:
-            self._send(last)
-        except OSError as exc:
-            # The packets stay queued; the next batch (a higher id) covers them.
-            log.error("NFQUEUE batch verdict up to id %d failed: %s", last, exc)
+        for ids, verdict in ((self.accepts, NF_ACCEPT), (self.drops, NF_DROP)):
+            if not ids or self._send is None:
+                continue
+            last = ids[-1]
+            ids.clear()
+            try:
+                self._send(verdict, last)
+            except OSError as exc:
+                # Those packets stay queued until the next batch covers them,
+                # whatever its verdict; as with a failed single verdict.
+                log.error("NFQUEUE batch verdict up to id %d failed: %s", last, exc)
 
 
 def make_callback(process: Callable[[bytes, float], int],
                   observe: Callable[[float], None], bypass_mark: int,
-                  accepts: AcceptBatch | None = None) -> Callable:
+                  batch: VerdictBatch | None = None) -> Callable:
     """The per-packet hot path: bytes and wall time in, verdict out.
 
     BYPASS: the packet goes back through INPUT (NF_REPEAT) carrying the
     bypass mark, where the rules save it to the connmark and accept; later
     packets of the connection are accepted by the connmark rule, unqueued.
-    With `accepts`, ACCEPT is deferred to the batch (QueueSource.drain sends it)."""
+    With `batch`, ACCEPT and DROP are deferred (QueueSource.drain flushes)."""
     clock = time.time
 
-    def other(pkt: Packet, verdict: int) -> None:
+    def single(pkt: Packet, verdict: int) -> None:
         if verdict == DROP:
             pkt.drop()
         elif verdict == BYPASS and bypass_mark:
@@ -83,20 +91,20 @@ def make_callback(process: Callable[[bytes, float], int],
         else:
             pkt.accept()
 
-    if accepts is None:
+    if batch is None:
         def on_packet(pkt: Packet) -> None:
             start = clock()  # the engine's time and the latency start: one read
             try:
                 verdict = process(pkt.get_payload(), start)
             except BaseException:  # the engine never raises; this is the last guard
                 verdict = ACCEPT
-            other(pkt, verdict)
+            single(pkt, verdict)
             observe(clock() - start)
 
         return on_packet
 
-    # Batched: the common verdict is an append, inlined (this runs per packet).
-    defer, pending, limit, flush = accepts.ids.append, accepts.ids, accepts.limit, accepts.flush
+    # Batched: the common verdicts are an inlined append (this runs per packet).
+    accepts, drops, limit, flush = batch.accepts, batch.drops, batch.limit, batch.flush
 
     def on_packet_batched(pkt: Packet) -> None:
         start = clock()
@@ -105,11 +113,19 @@ def make_callback(process: Callable[[bytes, float], int],
         except BaseException:
             verdict = ACCEPT
         if verdict == ACCEPT or verdict == BYPASS and not bypass_mark:
-            defer(pkt.id)
-            if len(pending) >= limit:
+            if drops:
+                flush()
+            accepts.append(pkt.id)
+            if len(accepts) >= limit:
+                flush()
+        elif verdict == DROP:
+            if accepts:
+                flush()
+            drops.append(pkt.id)
+            if len(drops) >= limit:
                 flush()
         else:
-            other(pkt, verdict)
+            single(pkt, verdict)
         observe(clock() - start)
 
     return on_packet_batched
@@ -136,7 +152,7 @@ class QueueSource:
         self.fail_open = fail_open
         self.rcvbuf = rcvbuf
         self.nfq = NetfilterQueue()
-        self.accepts = AcceptBatch() if batch else None
+        self.batch = VerdictBatch() if batch else None
         self.control: QueueControl | None = None
 
     def bind(self, callback: Callable) -> int:
@@ -161,8 +177,8 @@ class QueueSource:
         if granted < self.rcvbuf:
             log.warning("NFQUEUE %d: socket receive buffer %d bytes, %d requested",
                         self.queue_num, granted, self.rcvbuf)
-        if self.accepts is not None:
-            self.accepts.connect(control.batch_sender())
+        if self.batch is not None:
+            self.batch.connect(control.batch_sender())
         backlog: list[bytes] = []
         try:
             control.configure(fail_open=self.fail_open, maxlen=self.maxlen, backlog=backlog)
@@ -179,8 +195,8 @@ class QueueSource:
             self._flush()
 
     def _flush(self) -> None:
-        if self.accepts is not None:
-            self.accepts.flush()
+        if self.batch is not None:
+            self.batch.flush()
 
     def close(self) -> None:
         # Unbinding hands the queue back to the kernel: with --queue-bypass,
