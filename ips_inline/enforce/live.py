@@ -15,6 +15,8 @@ from .store import BanStore, StoreError
 
 log = logging.getLogger(__name__)
 _QUEUE_MAX = 4096  # pending bans; more than the per-minute cap ever produces
+COUNT_EVERY = 1.0  # seconds between refreshes of the kernel set's entry count
+_BATCH = 256  # bans applied before one state-file write (the write is O(all bans))
 
 
 @dataclass
@@ -65,36 +67,60 @@ class LiveEnforcer:
             log.error("restoring bans failed: %s", exc)
         finally:
             self._started.set()
+        counted = 0.0
         while True:
             try:
-                job = self._jobs.get(timeout=5.0)
+                job = self._jobs.get(timeout=COUNT_EVERY)
             except queue.Empty:
-                self._refresh_count()
-                continue
+                job = ()
             if job is None:
                 break
-            if job[0] == "call":
+            if job and job[0] == "call":
                 self._guard(job[1], self.ipset, *job[2])
-            else:
-                self._apply(*job[1:])
-            if self._jobs.empty():
+            elif job and not self._bans(job):
+                break
+            # The count costs netlink round trips: at most once a second.
+            if self._jobs.empty() and time.monotonic() - counted >= COUNT_EVERY:
+                counted = time.monotonic()
                 self._refresh_count()
         self.ipset.close()
 
-    def _apply(self, ip: str, duration: int, detector: str, count: int) -> None:
+    def _bans(self, job: tuple) -> bool:
+        """Apply this ban and those queued behind it, then write the store
+        once: in a ban storm this thread shares the GIL with the verdict
+        loop, and a write per ban would cost O(bans) each. False: stop."""
+        done = []
+        while job and job[0] == "ban":
+            if self._apply(*job[1:]):
+                done.append(job[1:])
+            if len(done) >= _BATCH:
+                break
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                job = ()
+        now = time.time()
+        if done:
+            self._guard(lambda _s: self.store.record_bans(
+                [(ip, now + duration, detector, count) for ip, duration, detector, count in done]),
+                self.ipset)
+        if job and job[0] == "call":
+            self._guard(job[1], self.ipset, *job[2])
+        return job is not None
+
+    def _apply(self, ip: str, duration: int, detector: str, count: int) -> bool:
         try:
             self.ipset.add(ip, duration)
         except SetFull:
             self.failures.set_full += 1
             log.error("ban set full: %s not banned (raise live.maxelem)", ip)
-            return
+            return False
         except EnforceError as exc:
             self.failures.netlink += 1
             log.error("ban of %s failed: %s", ip, exc)
-            return
+            return False
         log.info("banned %s for %ds (%s, ban #%d)", ip, duration, detector, count)
-        self._guard(lambda _s: self.store.record_ban(ip, time.time() + duration, detector, count),
-                    self.ipset)
+        return True
 
     def _refresh_count(self) -> None:
         try:

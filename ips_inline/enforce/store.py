@@ -57,7 +57,8 @@ class BanStore:
         try:
             with os.fdopen(fd, "w") as fh:
                 _owned_like_dir(fh.fileno(), self.path.parent)
-                json.dump({"version": 1, "bans": entries}, fh, indent=1, sort_keys=True)
+                # One line: json's C encoder (indent= falls back to the Python one).
+                fh.write(json.dumps({"version": 1, "bans": entries}, sort_keys=True))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
@@ -75,8 +76,13 @@ class BanStore:
             return result
 
     def record_ban(self, ip: str, expires: float, detector: str, count: int) -> None:
+        self.record_bans([(ip, expires, detector, count)])
+
+    def record_bans(self, bans: list[tuple[str, float, str, int]]) -> None:
+        """(ip, expires, detector, count) for each: one read-modify-write."""
         def change(entries: Entries) -> None:
-            entries[ip] = {"expires": round(expires, 3), "detector": detector, "count": count}
+            for ip, expires, detector, count in bans:
+                entries[ip] = {"expires": round(expires, 3), "detector": detector, "count": count}
         self.update(change)
 
     def remove(self, ip: str) -> bool:
