@@ -131,11 +131,11 @@ class Bench:
         return [drain.drain_once(self.lab, consumer.proc.pid, consumer.queues,
                                  self.sender(mix, rep)) for rep in reps]
 
-    def drain_plain(self, key: str, start: Callable[[], consumers.Consumer]) -> None:
+    def drain_plain(self, key: str, start: Callable[[], consumers.Consumer], mix: str) -> None:
         def run() -> list[drain.Drain]:
             consumer = start()
             try:
-                return self.drains(consumer, "udp", range(self.plan.reps))
+                return self.drains(consumer, mix, range(self.plan.reps))
             finally:
                 self.lab.kill(consumer.proc)
 
@@ -167,14 +167,19 @@ class Bench:
 
     def all_drains(self) -> None:
         if "nfq_accept" in self.bins:
+            # The accept-all consumers on each mix: the kernel's share of the
+            # work differs by mix (TCP segments reach the victim's stack).
             self.lab.run("victim", ["iptables", "-w", "-A", *consumers.PLAIN_RULE])
-            self.drain_plain("drain.c", lambda: consumers.start_c(
-                self.lab, self.bins["nfq_accept"], self.plan.maxlen, self.plan.rcvbuf))
-            self.drain_plain("drain.py", lambda: consumers.start_py(
-                self.lab, self.plan.maxlen, self.plan.rcvbuf))
+            for mix in ("udp", "tcp", "attack"):
+                self.drain_plain(f"drain.c.{mix}", lambda: consumers.start_c(
+                    self.lab, self.bins["nfq_accept"], self.plan.maxlen, self.plan.rcvbuf), mix)
+            for mix in ("udp", "tcp"):
+                self.drain_plain(f"drain.py.{mix}", lambda: consumers.start_py(
+                    self.lab, self.plan.maxlen, self.plan.rcvbuf), mix)
             self.lab.run("victim", ["iptables", "-w", "-D", *consumers.PLAIN_RULE])
         else:
-            self.failures["drain.c"] = self.failures["build.nfq_accept"]
+            for key in ("drain.c.udp", "drain.c.tcp", "drain.c.attack"):
+                self.failures[key] = self.failures["build.nfq_accept"]
         for mix in ("udp", "tcp", "attack"):
             self.drain_ips(f"drain.ips1.{mix}", mix, 1, fresh_each_rep=mix == "attack")
         if consumers.workers_supported():
@@ -282,17 +287,18 @@ class Render:
         self.r.na(label, self.fail.get(key, "not run"))
         return True
 
-    def c_rate(self) -> float | None:
-        runs = self.res.get("drain.c")
+    def c_rate(self, mix: str) -> float | None:
+        runs = self.res.get(f"drain.c.{mix}")
         return drain.median_drain(runs).kpps if runs else None
 
     def drain_row(self, label: str, key: str, wanted: float | None = None,
                   extra: str = "") -> None:
+        """`key` ends with the mix; the ratio is to the C consumer on that mix."""
         if self.missing(label, key):
             return
         runs: list[drain.Drain] = self.res[key]
         med = drain.median_drain(runs)
-        c = self.c_rate()
+        c = self.c_rate(key.rpartition(".")[2])
         ratio = med.kpps / c if c else None
         split = "/".join(str(v) for v in med.backlog.values())
         note = f"{split} in {med.seconds * 1000:.0f} ms; {drain.spread(runs)}".rstrip("; ")
@@ -307,9 +313,12 @@ class Render:
     def drains(self) -> None:
         p = self.b.plan
         self.r.section(f"queue drain: kpps = backlog / drain time, median of {p.reps} bursts "
-                       f"of {p.packets} pkts")
-        self.drain_row("C libnetfilter_queue accept-all (ceiling)", "drain.c")
-        self.drain_row("Python NetfilterQueue accept-all (floor)", "drain.py")
+                       f"of {p.packets} pkts; ratio = vs C accept-all on the same mix")
+        self.drain_row("C libnetfilter_queue accept-all, UDP (ceiling)", "drain.c.udp")
+        self.drain_row("C accept-all, clean TCP conns", "drain.c.tcp")
+        self.drain_row("C accept-all, attack mix", "drain.c.attack")
+        self.drain_row("Python NetfilterQueue accept-all, UDP (floor)", "drain.py.udp")
+        self.drain_row("Python accept-all, clean TCP conns", "drain.py.tcp")
         self.drain_row("ips-inline x1, clean UDP 46 B", "drain.ips1.udp", 0.5)
         self.drain_row("ips-inline x1, clean TCP conns (6 pkt + GET)", "drain.ips1.tcp", 0.5,
                        self.conns("drain.ips1.tcp"))

@@ -1,7 +1,7 @@
 """Queue consumers under test, each started in the victim namespace.
 
 - C accept-all (nfq_accept.c) and Python NetfilterQueue accept-all
-  (nfq_py_accept.py) behind one plain rule: INPUT -p udp --dport 9 -> NFQUEUE 0.
+  (nfq_py_accept.py) behind one plain rule: INPUT -s 198.18.0.0/15 -> NFQUEUE 0.
 - ips-inline: `install-rules` and `run` with a bench config in a temp dir.
 """
 
@@ -18,7 +18,8 @@ from benchlab import REPO, BenchError, BenchLab
 
 HERE = Path(__file__).resolve().parent
 IPS = REPO / ".venv" / "bin" / "ips-inline"
-PLAIN_RULE = ["INPUT", "-p", "udp", "--dport", "9", "-j", "NFQUEUE", "--queue-num", "0"]
+# Every mix's sources (mixes.py): the accept-all consumers see the same packets as ips-inline.
+PLAIN_RULE = ["INPUT", "-s", "198.18.0.0/15", "-j", "NFQUEUE", "--queue-num", "0"]
 METRICS_PORT = 9187
 
 
