@@ -111,6 +111,7 @@ class MetricsConfig:
     enabled: bool = True
     listen: str = "0.0.0.0"
     port: int = 9100
+    latency_sample: int = 8  # time one packet in N for the verdict histogram (1 = every one)
 
 
 @dataclass
@@ -220,6 +221,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key live.queue_num must be 0..65535")
     if not 0 < cfg.metrics.port <= 65535:
         raise ConfigError("config key metrics.port must be 1..65535")
+    if not 1 <= cfg.metrics.latency_sample <= 65536:
+        raise ConfigError("config key metrics.latency_sample must be 1..65536")
 
 
 _ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))

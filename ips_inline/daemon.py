@@ -131,7 +131,8 @@ class Daemon:
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
         callback = make_callback(self.engine.process, self.latency.observe,
-                                 self.cfg.live.bypass_mark, self.source.batch)
+                                 self.cfg.live.bypass_mark, self.source.batch,
+                                 self.cfg.metrics.latency_sample)
         try:
             fd = self.source.bind(callback)
         except QueueError as exc:

@@ -16,7 +16,6 @@ from collections import Counter
 
 from .bans import BanManager, Whitelist
 from .config import Config
-from .decode import ACK as ACK_FLAG
 from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
 from .defrag import COMPLETE, HELD, Defrag
 from .detectors import Context, Detector, build
@@ -43,7 +42,8 @@ _VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept"
                  for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
 SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
-_TCP_ACK = -PROTO_TCP  # dispatch key of TCP segments with ACK set
+_TCP_FLAG_BITS = 0x3F  # FIN..URG: what the TCP detectors look at (not ECE/CWR)
+_TCP_FLAG_COMBOS = _TCP_FLAG_BITS + 1
 
 
 class Stats:
@@ -92,13 +92,16 @@ class Engine:
         self.detectors = build(cfg, self._ctx)
         for det in self.detectors:
             self.stats.alerts.setdefault(det.name, 0)
-        self._dispatch: dict[int, tuple[Detector, ...]] = {}
-        for det in self.detectors:
-            if not det.payload:
-                keys = [*det.protocols, *([_TCP_ACK] if PROTO_TCP in det.protocols
-                                          and det.on_ack else [])]
-                for key in keys:
-                    self._dispatch[key] = (*self._dispatch.get(key, ()), det)
+        packet_dets = [d for d in self.detectors if not d.payload]
+        self._dispatch: dict[int, tuple[Detector, ...]] = {}  # other protocols
+        for det in packet_dets:
+            for proto in det.protocols:
+                if proto != PROTO_TCP:
+                    self._dispatch[proto] = (*self._dispatch.get(proto, ()), det)
+        # TCP by flags (FIN..URG): a segment meets only detectors that can fire on it.
+        self._tcp: tuple[tuple[Detector, ...], ...] = tuple(
+            tuple(d for d in packet_dets if PROTO_TCP in d.protocols and d.fires_on(flags))
+            for flags in range(_TCP_FLAG_COMBOS))
         self._payload = tuple(d for d in self.detectors if d.payload)
         self._bypass_after = cfg.engine.bypass_after_packets
 
@@ -155,7 +158,7 @@ class Engine:
                 return self._count(DETECTED)
             if flow.bypassed:  # live, the kernel stops queueing it; replay does likewise
                 return self._count(BYPASSED)
-        for det in self._dispatch.get(_TCP_ACK if pkt.flags & ACK_FLAG else PROTO_TCP, ()):
+        for det in self._tcp[pkt.flags & _TCP_FLAG_BITS]:
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
                 return self._count(self._hit(det, sig, pkt, flow, now))

@@ -200,3 +200,31 @@ def test_sqli_prefilter_only_skips_bare_tokens() -> None:
     assert _plain("widget") and _plain("/search") and _plain("bench/1.0") and _plain("a-b_c.d")
     for value in ("1--", "1/*x*/", "1 or 1=1", "admin'", "1;drop", "x)", 'a"b', "1#"):
         assert not _plain(value), value
+
+
+def test_tcp_dispatch_by_flags_never_hides_a_detection() -> None:
+    """The engine routes a segment only to detectors whose fires_on() admits
+    its flags: for every flag byte, a detector that fires (thresholds at 0,
+    so one packet is enough) must be admitted."""
+    from ips_inline.decode import decode
+    from ips_inline.detectors import Context, build
+    from ips_inline.flows import FlowTable
+
+    cfg = Config()
+    for det_cfg in cfg.detectors.values():
+        det_cfg.threshold = 0
+    fired: dict[str, set[int]] = {}
+    for flags in range(256):
+        ctx = Context(cfg.engine, FlowTable(64, 60, 10), {})
+        pkt = decode(tcp(flags=flags, dport=1000 + flags))
+        for det in build(cfg, ctx):
+            if not det.payload and 6 in det.protocols and det.inspect(pkt, None, 1.0):
+                assert det.fires_on(flags & 0x3F), (det.name, flags)
+                fired.setdefault(det.name, set()).add(flags & 0x3F)
+    assert set(fired) == {"syn_flood", "port_scan", "null_scan", "fin_scan", "xmas_scan"}
+
+
+def test_established_segments_meet_no_flood_or_scan_detector(harness) -> None:
+    tcp_dispatch = harness.engine._tcp
+    assert [d.name for d in tcp_dispatch[0x02]] == ["syn_flood", "port_scan"]
+    assert all(not tcp_dispatch[flags] for flags in (0x10, 0x18, 0x11, 0x14))

@@ -235,3 +235,14 @@ def test_a_failed_batch_is_logged_and_the_next_covers_it(caplog) -> None:
     batch.flush()
     batch.flush()  # nothing pending: nothing sent
     assert sent == [-1, 3]
+
+
+@pytest.mark.parametrize(("sample", "timed"), [(1, 20), (8, 2), (32, 0)])
+def test_one_packet_in_sample_is_timed(sample: int, timed: int) -> None:
+    seen: list[float] = []
+    batch = VerdictBatch()
+    batch.connect(lambda _verdict, _last: None)
+    callback = make_callback(verdict_of, seen.append, 0x40, batch, sample)
+    for packet_id in range(1, 21):
+        callback(FakePacket(packet_id, b"a", []))
+    assert len(seen) == timed and all(0 <= dt < 1 for dt in seen)

@@ -27,10 +27,15 @@ class Detector(Protocol):
     name: ClassVar[str]
     protocols: ClassVar[tuple[int, ...]]  # IP protocols it can fire on (dispatch key)
     payload: ClassVar[bool]  # True: fed complete HTTP requests (flow.request), not packets
-    # False: never fires on a TCP segment with ACK set (floods and scans probe
-    # without it), so established traffic skips it altogether.
-    on_ack: ClassVar[bool]
     cfg: DetectorConfig
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        """Whether it can fire on a TCP segment with these flags (FIN..URG,
+        the low 6 bits). The engine builds its dispatch table from this, so
+        a segment only meets detectors that can fire on it (established
+        traffic, all ACKs, meets none of the flood and scan detectors)."""
+        ...
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         """Return the signature that fired, or None. Must be cheap when it
@@ -60,7 +65,10 @@ class Context:
 
 class BaseDetector:
     payload: ClassVar[bool] = False
-    on_ack: ClassVar[bool] = True
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return True
 
     def __init__(self, cfg: DetectorConfig, ctx: Context) -> None:
         self.cfg = cfg

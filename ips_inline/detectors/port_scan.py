@@ -28,7 +28,10 @@ class _Ports:
 class PortScan(BaseDetector):
     name = "port_scan"
     protocols = (PROTO_TCP, PROTO_UDP)
-    on_ack = False
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return not flags & ACK
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)

@@ -18,7 +18,10 @@ SIG_XMAS = Signature(1000007, "TCP Xmas scan (FIN+PSH+URG)", "Attempted Informat
 class NullScan(BaseDetector):
     name = "null_scan"
     protocols = (PROTO_TCP,)
-    on_ack = False
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return flags & _FLAG_BITS == 0
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         return SIG_NULL if pkt.flags & _FLAG_BITS == 0 else None
@@ -27,7 +30,10 @@ class NullScan(BaseDetector):
 class FinScan(BaseDetector):
     name = "fin_scan"
     protocols = (PROTO_TCP,)
-    on_ack = False
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return flags & _FLAG_BITS == FIN
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         if pkt.flags & _FLAG_BITS != FIN or (flow is not None and flow.established):
@@ -38,7 +44,10 @@ class FinScan(BaseDetector):
 class XmasScan(BaseDetector):
     name = "xmas_scan"
     protocols = (PROTO_TCP,)
-    on_ack = False
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return flags & _XMAS == _XMAS and not flags & ACK
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         return SIG_XMAS if pkt.flags & _XMAS == _XMAS and not pkt.flags & ACK else None

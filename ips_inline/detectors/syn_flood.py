@@ -17,7 +17,10 @@ SIG_HALF_OPEN = Signature(1000003, "TCP SYN flood (half-open connections)",
 class SynFlood(BaseDetector):
     name = "syn_flood"
     protocols = (PROTO_TCP,)
-    on_ack = False
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return flags & (SYN | ACK) == SYN
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)

@@ -73,8 +73,12 @@ class VerdictBatch:
 
 def make_callback(process: Callable[[bytes, float], int],
                   observe: Callable[[float], None], bypass_mark: int,
-                  batch: VerdictBatch | None = None) -> Callable:
+                  batch: VerdictBatch | None = None, sample: int = 1) -> Callable:
     """The per-packet hot path: bytes and wall time in, verdict out.
+
+    One packet in `sample` is timed for `observe` (the verdict histogram):
+    the second clock read and the observation cost about 5% of a small
+    packet's time in the daemon, and a sample shows the same distribution.
 
     BYPASS: the packet goes back through INPUT (NF_REPEAT) carrying the
     bypass mark, where the rules save it to the connmark and accept; later
@@ -91,15 +95,21 @@ def make_callback(process: Callable[[bytes, float], int],
         else:
             pkt.accept()
 
+    left = sample  # packets until the next timed one
+
     if batch is None:
         def on_packet(pkt: Packet) -> None:
+            nonlocal left
             start = clock()  # the engine's time and the latency start: one read
             try:
                 verdict = process(pkt.get_payload(), start)
             except BaseException:  # the engine never raises; this is the last guard
                 verdict = ACCEPT
             single(pkt, verdict)
-            observe(clock() - start)
+            left -= 1
+            if not left:
+                left = sample
+                observe(clock() - start)
 
         return on_packet
 
@@ -107,6 +117,7 @@ def make_callback(process: Callable[[bytes, float], int],
     accepts, drops, limit, flush = batch.accepts, batch.drops, batch.limit, batch.flush
 
     def on_packet_batched(pkt: Packet) -> None:
+        nonlocal left
         start = clock()
         try:
             verdict = process(pkt.get_payload(), start)
@@ -126,7 +137,10 @@ def make_callback(process: Callable[[bytes, float], int],
                 flush()
         else:
             single(pkt, verdict)
-        observe(clock() - start)
+        left -= 1
+        if not left:
+            left = sample
+            observe(clock() - start)
 
     return on_packet_batched
 
