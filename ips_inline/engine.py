@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 
 from .bans import BanManager, Whitelist
+from .clean_values import CleanValues
 from .config import Config
 from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
 from .defrag import COMPLETE, HELD, Defrag
@@ -103,6 +104,7 @@ class Engine:
             tuple(d for d in packet_dets if PROTO_TCP in d.protocols and d.fires_on(flags))
             for flags in range(_TCP_FLAG_COMBOS))
         self._payload = tuple(d for d in self.detectors if d.payload)
+        self._clean = CleanValues()  # new rules: what was clean must be looked at again
         self._bypass_after = cfg.engine.bypass_after_packets
 
     def process(self, buf: bytes, now: float) -> int:
@@ -208,6 +210,10 @@ class Engine:
         return code
 
     def _inspect_request(self, request: HttpRequest, pkt: Packet, flow: Flow, now: float) -> int:
+        parts = self._clean.unseen(request.parts)
+        if not parts:
+            return CLEAN
+        request.select(parts)
         flow.request = request
         try:
             for det in self._payload:
@@ -216,6 +222,7 @@ class Engine:
                     return self._hit(det, sig, pkt, flow, now)  # one alert per request
         finally:
             flow.request = None
+        self._clean.add(parts)  # every detector looked at every value
         return CLEAN
 
     def _hit(self, det: Detector, sig: Signature, pkt: Packet, flow: Flow | None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .normalize import decode_value, fold, split_params
+from .normalize import decode_value, fold, param_parts
 
 _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
             b"CONNECT ", b"TRACE ", b"PROPFIND ")
@@ -54,13 +54,20 @@ def head_end(buf: bytes, limit: int) -> tuple[int, int] | None:
     return (first - 1 if first and buf[first - 1] == 13 else first), end
 
 
-class HttpRequest:
-    """One request, decoded once for every payload detector: `values` holds
-    everything an attacker controls (path, parameters, cookies, free-text
-    headers) as the application will see it, `folded` the same for pattern
-    matching (see normalize.fold)."""
+Part = tuple[str, bool]  # raw text, and whether "+" means a space when decoding it
 
-    __slots__ = ("head", "body", "truncated", "method", "target", "headers", "values", "folded")
+
+class HttpRequest:
+    """One request, decoded once for every payload detector. `parts` holds,
+    undecoded, everything an attacker controls (path, parameters, cookies,
+    free-text headers); `values` is each as the application will see it,
+    `folded` the same for pattern matching (see normalize.fold). Both are
+    computed on first use: the engine first drops the parts it already
+    knows clean (clean_values.py), so repeats are neither decoded nor
+    inspected."""
+
+    __slots__ = ("head", "body", "truncated", "method", "target", "headers", "parts",
+                 "_values", "_folded")
 
     def __init__(self, head: bytes, body: bytes, truncated: bool) -> None:
         self.head = head
@@ -75,34 +82,54 @@ class HttpRequest:
             name, sep, value = raw.partition(":")
             if sep:
                 self.headers.append((name.strip(_WS).lower(), value.strip(_WS)))
-        self.values = [self._path(), *self._params(), *self._header_values()]
-        self.folded = [fold(v) for v in self.values]
+        path, _, query = self.target.partition("?")
+        self.parts: list[Part] = [(path, False), *_params(query), *self._body_parts(),
+                                  *self._header_parts()]
+        self._values: list[str] | None = None
+        self._folded: list[str] | None = None
 
-    def _path(self) -> str:
-        return decode_value(self.target.partition("?")[0], plus=False)
+    def select(self, parts: list[Part]) -> None:
+        """Inspect only these parts (a subset of `parts`)."""
+        self.parts, self._values, self._folded = parts, None, None
 
-    def _params(self) -> list[str]:
-        """Decoded values of the query string and a urlencoded/raw body."""
-        values = split_params(self.target.partition("?")[2])
+    @property
+    def values(self) -> list[str]:
+        if self._values is None:
+            self._values = [decode_value(raw, plus) for raw, plus in self.parts]
+        return self._values
+
+    @property
+    def folded(self) -> list[str]:
+        if self._folded is None:
+            self._folded = [fold(v) for v in self.values]
+        return self._folded
+
+    def _body_parts(self) -> list[Part]:
+        """A urlencoded body's parameters; a JSON/XML/multipart body whole."""
         body = self.body.decode("latin-1")
-        if body:
-            ctype = dict(self.headers).get("content-type", "")
-            if "json" in ctype or "xml" in ctype or "multipart" in ctype:
-                values.append(decode_value(body, plus=False))
-            else:
-                values.extend(split_params(body))
-        return values
+        if not body:
+            return []
+        ctype = dict(self.headers).get("content-type", "")
+        if "json" in ctype or "xml" in ctype or "multipart" in ctype:
+            return [(body, False)]
+        return _params(body)
 
-    def _header_values(self) -> list[str]:
-        out = []
+    def _header_parts(self) -> list[Part]:
+        out: list[Part] = []
         for name, value in self.headers:
             if name in _STRUCTURAL:
                 continue
             if name == "cookie":
-                out.extend(split_params(value.replace(";", "&")))
+                out.extend(_params(value.replace(";", "&")))
             else:
-                out.append(decode_value(value, plus=False))
+                out.append((value, False))
         return out
+
+
+def _params(query: str) -> list[Part]:
+    """`a=1&b=2` -> the values; a bare token (no '=') counts as a value, and so
+    does the whole string (attacks can span parameters)."""
+    return [(raw, True) for raw in param_parts(query)]
 
 
 class Dechunker:

@@ -3,12 +3,15 @@ expressions that define them (the scans exist for speed, not new meaning)."""
 
 from __future__ import annotations
 
+import html
 import re
+from html.entities import html5
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ips_inline.http import HttpRequest, HttpStream, _strip_version, head_end
+from ips_inline.normalize import unescape
 
 HEAD_END = re.compile(rb"\r?\n\r?\n")  # a blank line ends the head
 VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")
@@ -52,3 +55,17 @@ def test_stream_cuts_bodies_by_length_and_chunks() -> None:
     reqs = stream.feed(b"POST /a HTTP/1.1\nContent-Length: 3\n\nabcGET /b HTTP/1.0\r\n"
                        b"Transfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n")
     assert [(r.target, r.body) for r in reqs] == [("/a", b"abc"), ("/b", b"xy")]
+
+
+_ENTITYISH = ["&", "#", ";", "x", "3", "9", "a", "m", "p", "l", "t", "g", "A", "E", "n", "o",
+              " ", "\t", "<", "=", "amp", "lt;", "not", "#x3c", "#60", "page", "AElig", "zwj"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_ENTITYISH), max_size=12).map("".join))
+def test_unescape_equals_html_unescape(text: str) -> None:
+    assert unescape(text) == html.unescape(text)
+
+
+def test_no_reference_name_is_shorter_than_two() -> None:
+    assert min(map(len, html5)) == 2  # unescape() looks at two characters after "&"

@@ -44,7 +44,7 @@ def test_addresses_from_env(lab: Lab) -> None:
         f"10.77.{lab.octet}.{i}" for i in (10, 20, 30)
     )
     assert lab.victim6 == f"fd77:{lab.octet}::10"
-    assert lab.namespaces() == ["ipst-victim", "ipst-client", "ipst-attacker", "ipst-sw"]
+    assert lab.namespaces() == [f"{lab.prefix}-{n}" for n in ("victim", "client", "attacker", "sw")]
     assert Lab("ipsl").octet != lab.octet, "demo and test labs must not share a subnet"
 
 

@@ -28,8 +28,22 @@ TCP_WAVE = 32  # connections opened together (interleaved handshakes)
 ATTACK_SOURCES = 100  # below bans.max_per_minute (120): every attacker can be banned
 SYN, ACK, PSH, FIN, URG = 0x02, 0x10, 0x08, 0x01, 0x20
 
-HTTP_CLEAN = (b"GET /search?q=widget HTTP/1.1\r\nHost: victim\r\n"
-              b"User-Agent: bench/1.0\r\nAccept: */*\r\n\r\n")
+WORDS = ("widget", "blue shoes", "o'brien", "union station", "select the best option",
+         "price<100", "caf%C3%A9", "a+b", "2024 report.pdf", "how to ping a server")
+
+
+def http_clean(i: int) -> bytes:
+    """A browser-like GET with a query of its own (the search words include
+    benign look-alikes of attacks, percent-encoding and markup characters):
+    repeated values (user agent, cookie) repeat, as in real traffic."""
+    q = f"{WORDS[i % len(WORDS)]} {i}".replace(" ", "+").replace("'", "%27")
+    return (f"GET /search?q={q}&page={i % 7}&sort=price HTTP/1.1\r\nHost: victim\r\n"
+            "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 "
+            "Firefox/128.0\r\nAccept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n"
+            "Accept-Language: en-US,en;q=0.5\r\nReferer: http://victim/\r\n"
+            f"Cookie: session=ab{i % 50:04d}cd; theme=dark\r\n\r\n").encode()
+
+
 HTTP_ATTACKS = (
     b"GET /item?id=1%27%20OR%20%271%27=%271 HTTP/1.1\r\nHost: victim\r\n\r\n",
     b"GET /search?q=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1\r\nHost: victim\r\n\r\n",
@@ -119,7 +133,7 @@ def tcp_mix(dst: str, count: int) -> list[bytes]:
     d = ipaddress.IPv4Address(dst).packed
     n_conns = max(1, count // 6)
     conns = [_connection(_addr(TCP_BASE, i // TCP_CONNS_PER_SOURCE), d,
-                         30000 + i % TCP_CONNS_PER_SOURCE, HTTP_CLEAN) for i in range(n_conns)]
+                         30000 + i % TCP_CONNS_PER_SOURCE, http_clean(i)) for i in range(n_conns)]
     return list(_waves(conns, TCP_WAVE))[:count]
 
 
