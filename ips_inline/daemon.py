@@ -160,11 +160,15 @@ class Daemon:
 
     def _loop(self, fd: int, wake: SignalWake) -> None:
         next_tick = 0.0
+        poller = select.poll()  # registered once: cheaper per wake-up than select()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake.fileno(), select.POLLIN)
+        timeout_ms = int(TICK * 1000)
         while not self.stop:
-            ready, _, _ = select.select([fd, wake], [], [], TICK)
+            ready = {ready_fd for ready_fd, _events in poller.poll(timeout_ms)}
             if fd in ready:
                 self.source.drain()
-            if wake in ready:
+            if wake.fileno() in ready:
                 wake.clear()
             if self.reload:
                 self._reload()

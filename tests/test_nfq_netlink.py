@@ -203,18 +203,31 @@ def test_per_packet_mode_verdicts_each_packet_at_once() -> None:
 def test_batch_mode_sends_each_run_before_the_other_verdict_starts() -> None:
     log = run([b"a", b"d", b"d", b"a", b"b", b"boom", b"a", b"d"], VerdictBatch())
     # A repeat leaves the queue at once; the accept run around it stays one batch.
-    assert log == [("accept", "up to", 1), ("drop", "up to", 3), ("repeat", 5, 0x40),
+    # The first accept follows an idle queue: sent alone at once (no batch is coming).
+    assert log == [("accept", 1), ("drop", "up to", 3), ("repeat", 5, 0x40),
                    ("accept", "up to", 7), ("drop", "up to", 8)]
 
 
 def test_batch_mode_flushes_when_the_limit_is_reached() -> None:
     log = run([b"a", b"a", b"a", b"d", b"d", b"d"], VerdictBatch(limit=2))
-    assert log == [("accept", "up to", 2), ("accept", "up to", 3), ("drop", "up to", 5),
+    assert log == [("accept", 1), ("accept", "up to", 3), ("drop", "up to", 5),
                    ("drop", "up to", 6)]
 
 
 def test_bypass_without_a_mark_is_a_deferred_accept() -> None:
-    assert run([b"b", b"a"], VerdictBatch(), bypass_mark=0) == [("accept", "up to", 2)]
+    assert run([b"b", b"a"], VerdictBatch(), bypass_mark=0) == [("accept", 1),
+                                                                ("accept", "up to", 2)]
+
+
+def test_an_accept_after_an_idle_gap_is_sent_at_once(monkeypatch) -> None:
+    from ips_inline.sources import nfqueue
+
+    times = iter([10.0, 10.0, 10.0001, 10.0001, 10.0002, 10.0002, 10.01, 10.01])
+    monkeypatch.setattr(nfqueue.time, "time", lambda: next(times))
+    log = run([b"a", b"a", b"a", b"a"], VerdictBatch())
+    # 1 after idle: alone, at once; 2 and 3 close behind: batched; 4 after a
+    # 9.8 ms gap is sent at once, its batch covering 2 and 3.
+    assert log == [("accept", 1), ("accept", "up to", 4)]
 
 
 def test_a_failed_batch_is_logged_and_the_next_covers_it(caplog) -> None:

@@ -7,7 +7,8 @@ table of figures and ratios measured in this run:
   - queue drain rates (kpps) of C, Python NetfilterQueue and ips-inline on clean
     UDP, clean TCP connections and an attack mix, one and two workers;
   - a banned source's flood: the ipset drop counter rises, the queue sees nothing;
-  - added latency (ping RTT, TCP connect) of ips-inline vs no rules;
+  - added latency (ping RTT, TCP connect) of C, Python and ips-inline vs no
+    queue, all four measured in the same interleaved rounds (rtt_mux.py);
   - the daemon's peak RSS across a random-source SYN flood;
   - bulk TCP with flow bypass, without it, and without the IPS.
 Everything it starts is stopped and the lab removed on exit, Ctrl-C or error.
@@ -51,10 +52,8 @@ class Plan:
     reps: int = 3
     maxlen: int = 100000
     rcvbuf: int = 128 << 20
-    pings: int = 200
-    ping_interval: float = 0.025  # 40/s: under icmp_flood's default 50/s
-    connects: int = 100
-    connect_interval: float = 0.02  # 50/s: under syn_flood's default 100/s
+    rounds: int = 200  # latency rounds: one ping and one connect per consumer each
+    round_interval: float = 0.025  # <= 40 pings/s reach ips-inline: under icmp_flood's 50/s
     bulk_seconds: float = 5.0
     banned_flood: int = 200000
     rss_flood: int = 1000000
@@ -62,10 +61,11 @@ class Plan:
     budget: int = 900  # seconds for the whole run
 
 
-TINY = Plan(packets=3000, reps=1, pings=10, connects=10, bulk_seconds=1.0, banned_flood=5000,
+TINY = Plan(packets=3000, reps=1, rounds=10, bulk_seconds=1.0, banned_flood=5000,
             rss_flood=5000, rss_seconds=5.0, budget=300)
 
 
+BACKGROUND_PPS = 1000  # per consumer in the busy latency run: a packet every ms
 PARTS = ("drains", "live")  # the drain tests; latency, bulk, banned flood and RSS
 
 
@@ -116,7 +116,9 @@ class Bench:
         for name, packets in (("udp", mixes.udp_mix(v, n)), ("tcp", mixes.tcp_mix(v, n)),
                               ("attack", mixes.attack_mix(v, n)),
                               ("banned", mixes.flood_from(self.lab.attacker, v)),
-                              ("syn", mixes.syn_template(self.lab.client, v))):
+                              ("syn", mixes.syn_template(self.lab.client, v)),
+                              ("bg", mixes.background(self.lab.client, v,
+                                                      [x.udp_port for x in probes.VARIANTS]))):
             self.files[name] = self.tmp / f"{name}.bin"
             mixes.write(self.files[name], packets)
 
@@ -194,38 +196,48 @@ class Bench:
         self.lab.popen("victim", [sys.executable, consumers.REPO / "scripts" / "victim_http.py",
                                   "--bind", "0.0.0.0", "--port", str(probes.HTTP_PORT)])
         probes.wait_tcp(self.lab, probes.HTTP_PORT)
+        ports = [str(v.port) for v in probes.VARIANTS]
+        self.lab.popen("victim", [sys.executable, HERE / "listeners.py", *ports])
+        for port in ports:
+            probes.wait_tcp(self.lab, int(port))
         if shutil.which("iperf3"):
             self.lab.popen("victim", ["iperf3", "-s", "-p", str(probes.IPERF_PORT)])
             probes.wait_tcp(self.lab, probes.IPERF_PORT)
         else:
             self.notes.append("iperf3 missing: apt-get install iperf3 (bulk upload rows n/a)")
 
-    def latency(self, tag: str) -> None:
-        p = self.plan
-        self.attempt(f"{tag}.ping", lambda: probes.ping_us(self.lab, p.pings, p.ping_interval))
-        self.attempt(f"{tag}.connect",
-                     lambda: probes.connect_us(self.lab, p.connects, p.connect_interval))
-
-    def latency_refs(self) -> None:
-        """The same probes through the C and Python accept-all consumers: what
-        one queue traversal costs before any inspection."""
-        rule = ["INPUT", "-s", self.lab.client, "-j", "NFQUEUE", "--queue-num", "0"]
-        starters = {"c": lambda: consumers.start_c(self.lab, self.bins["nfq_accept"],
-                                                   self.plan.maxlen, self.plan.rcvbuf),
-                    "py": lambda: consumers.start_py(self.lab, self.plan.maxlen, self.plan.rcvbuf)}
-        if "nfq_accept" not in self.bins:
-            starters.pop("c")
-        self.lab.run("victim", ["iptables", "-w", "-A", *rule])
+    def latency(self, ips: Ips, busy: bool) -> dict[str, dict[str, probes.Added]]:
+        """C (queue 1), Python (queue 2) and ips-inline (its chain) side by
+        side with unqueued traffic, each fed its own pings and connects;
+        `busy`: with a background trickle of BACKGROUND_PPS per consumer, so
+        none sleeps long between packets."""
+        variants = tuple(v for v in probes.VARIANTS if v.label != "c" or "nfq_accept" in self.bins)
+        rules = probes.steering_rules(variants)
+        started: list[consumers.Consumer] = []
         try:
-            for tag, start in starters.items():
-                consumer = self.attempt(f"{tag}.start", start)
-                if consumer is not None:
-                    try:
-                        self.latency(tag)
-                    finally:
-                        self.lab.kill(consumer.proc)
+            if "nfq_accept" in self.bins:
+                started.append(consumers.start_c(self.lab, self.bins["nfq_accept"], 1024, 1 << 20,
+                                                 queue=1))
+            started.append(consumers.start_py(self.lab, 1024, 1 << 20, queue=2))
+            for rule in reversed(rules):
+                self.lab.run("victim", ["iptables", "-w", "-I", rule[0], "1", *rule[1:]])
+            if busy:
+                seconds = 2 * self.plan.rounds * (self.plan.round_interval + 0.01) + 30
+                pps = BACKGROUND_PPS * len(variants)
+                started.append(consumers.Consumer("background", self.lab.popen("client", [
+                    self.bins["pktsend"], "-f", self.files["bg"], "-b", "1", "-r", str(pps),
+                    "-t", f"{seconds:.0f}", "-n", str(int(seconds * pps))])))
+            before = ips.histogram()
+            result = probes.rtt_mux(self.lab, self.plan.rounds, self.plan.round_interval,
+                                    variants)
+            self.results[f"ips.callback.{'busy' if busy else 'idle'}"] = probes.bucket_quantiles(
+                before, ips.histogram())
+            return result
         finally:
-            self.lab.run("victim", ["iptables", "-w", "-D", *rule])
+            for rule in rules:
+                self.lab.run("victim", ["iptables", "-w", "-D", *rule], check=False)
+            for consumer in started:
+                self.lab.kill(consumer.proc)
 
     def bulk(self, tag: str, ips: Ips | None) -> None:
         for kind, fn in (("iperf", lambda: probes.iperf3_bps(self.lab, self.plan.bulk_seconds)),
@@ -239,16 +251,14 @@ class Bench:
 
     def live(self) -> None:
         self.attempt("services", self.services)
-        self.latency("base")
         self.bulk("base", None)
-        self.latency_refs()
         ips = Ips(self.lab, self.tmp / "live", IpsSettings())
         if self.attempt("ips.start", ips.start) is None:
             return
         try:
-            before = ips.histogram()
-            self.latency("ips")
-            self.results["ips.callback"] = probes.bucket_quantiles(before, ips.histogram())
+            self.attempt("latency.idle", lambda: self.latency(ips, busy=False))
+            if "pktsend" in self.bins:
+                self.attempt("latency.busy", lambda: self.latency(ips, busy=True))
             self.bulk("ips", ips)
             if "pktsend" in self.bins:
                 self.attempt("banned", lambda: probes.banned_flood(
@@ -354,29 +364,35 @@ class Render:
                        f"daemon packets +{f.daemon:.0f}"))
 
     def latency(self) -> None:
-        self.r.section("latency, client -> victim: no rules, then added by each consumer")
-        for label, key in (("ping RTT", "ping"), ("TCP connect", "connect")):
-            if self.missing(f"{label}, no rules", f"base.{key}"):
+        for mode, title in (("idle", "each consumer idle ~25 ms before every probe"),
+                            ("busy", f"with {BACKGROUND_PPS} pkt/s of background per consumer")):
+            self.r.section(f"latency, client -> victim, consumers side by side: {title}")
+            if self.missing("latency", f"latency.{mode}"):
                 continue
-            base: probes.Dist = self.res[f"base.{key}"]
+            self.latency_rows(self.res[f"latency.{mode}"], self.res.get(f"ips.callback.{mode}"))
+
+    def latency_rows(self, res: dict[str, dict[str, probes.Added]],
+                     callback: tuple[float, float] | None) -> None:
+        for kind, label in (("ping", "ping RTT"), ("connect", "TCP connect")):
+            base = res[kind].get("base")
+            if base is None:
+                self.r.na(f"{label}, no rules", "no samples")
+                continue
             self.r.add(Row(f"{label} p50, no rules", us(base.p50), "", "",
                            f"p99 {us(base.p99)}, n={base.n}"))
             for tag, name in (("c", "C accept-all"), ("py", "Python accept-all"),
                               ("ips", "ips-inline default config")):
-                self.added_row(f"  added by {name}", f"{tag}.{key}", base, tag == "ips")
-        cb = self.res.get("ips.callback")
-        if cb:
-            self.r.add(Row("  ips-inline callback time (its histogram)", f"p50 <={us(cb[0])}",
-                           "", "", f"p99 <={us(cb[1])}; ping+connect packets, bucket bounds"))
-
-    def added_row(self, label: str, key: str, base: probes.Dist, with_target: bool) -> None:
-        if self.missing(label, key):
-            return
-        d: probes.Dist = self.res[key]
-        added = d.p50 - base.p50
-        self.r.add(Row(label, f"{added:+.0f} us", "",
-                       target(added, 100, "<=") if with_target else "",
-                       f"p99 {d.p99 - base.p99:+.0f} us ({us(d.p50)} / {us(d.p99)})"))
+                a = res[kind].get(tag)
+                if a is None:
+                    self.r.na(f"  added by {name}", "no samples")
+                    continue
+                self.r.add(Row(f"  added by {name}", f"{a.added_p50:+.0f} us", "",
+                               target(a.added_p50, 100, "<=") if tag == "ips" else "",
+                               f"median per-round difference; p50 {us(a.p50)}, "
+                               f"p99 {us(a.p99)}, n={a.n}"))
+        if callback:
+            self.r.add(Row("  ips-inline callback time (its histogram)", f"p50 <={us(callback[0])}",
+                           "", "", f"p99 <={us(callback[1])}; sampled packets, bucket bounds"))
 
     def rss(self) -> None:
         self.r.section("daemon peak RSS (VmHWM) across a random-source SYN flood")

@@ -35,16 +35,17 @@ def plain_rule(lab: BenchLab, op: str) -> None:
     lab.run("victim", ["iptables", "-w", op, *PLAIN_RULE])
 
 
-def start_c(lab: BenchLab, binary: Path, maxlen: int, rcvbuf: int) -> Consumer:
-    proc = lab.popen("victim", [binary, "-q", "0", "-m", maxlen, "-b", rcvbuf])
-    lab.wait_bound((0,), proc)
-    return Consumer("C libnetfilter_queue", proc)
+def start_c(lab: BenchLab, binary: Path, maxlen: int, rcvbuf: int, queue: int = 0) -> Consumer:
+    proc = lab.popen("victim", [binary, "-q", queue, "-m", maxlen, "-b", rcvbuf])
+    lab.wait_bound((queue,), proc)
+    return Consumer("C libnetfilter_queue", proc, (queue,))
 
 
-def start_py(lab: BenchLab, maxlen: int, rcvbuf: int) -> Consumer:
-    proc = lab.popen("victim", [sys.executable, HERE / "nfq_py_accept.py", "0", maxlen, rcvbuf])
-    lab.wait_bound((0,), proc)
-    return Consumer("Python NetfilterQueue", proc)
+def start_py(lab: BenchLab, maxlen: int, rcvbuf: int, queue: int = 0) -> Consumer:
+    proc = lab.popen("victim", [sys.executable, HERE / "nfq_py_accept.py", queue, maxlen,
+                                rcvbuf])
+    lab.wait_bound((queue,), proc)
+    return Consumer("Python NetfilterQueue", proc, (queue,))
 
 
 def toml_text(sections: dict[str, dict[str, Any]]) -> str:

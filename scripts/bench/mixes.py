@@ -211,6 +211,13 @@ def flood_from(src: str, dst: str) -> list[bytes]:
     return out
 
 
+def background(src: str, dst: str, ports: Iterable[int]) -> list[bytes]:
+    """Small UDP from the client to each port in turn: a steady trickle that
+    keeps every latency-probed consumer awake (see probes.VARIANTS)."""
+    s, d = ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed
+    return [udp(s, d, 45000, port, b"\0" * UDP_PAYLOAD) for port in ports]
+
+
 def write(path: Path, packets: Iterable[bytes]) -> int:
     n = 0
     with open(path, "wb") as fh:

@@ -50,18 +50,71 @@ def bucket_quantiles(before: list[tuple[float, float]],
     return pick[0] * 1e6, pick[1] * 1e6
 
 
-def ping_us(lab: BenchLab, count: int, interval: float) -> Dist:
-    """Echo RTTs in µs. ICMP is never bypassed, so every echo request is queued."""
-    out = lab.run("client", ["ping", "-n", "-c", count, "-i", interval, "-W", "1", lab.victim],
-                  timeout=count * interval + 30, check=False).stdout
-    return dist([float(w[5:]) * 1000 for line in out.splitlines() for w in line.split()
-                 if w.startswith("time=")])
+@dataclass(frozen=True)
+class Variant:
+    """One consumer in the interleaved latency probe: its pings carry `size`
+    payload bytes and its connects go to `port`; the victim's rules steer
+    those to `queue` (None: accepted unqueued; 0: left to ips-inline's chain)."""
+
+    label: str
+    size: int
+    port: int
+    queue: int | None
+
+    @property
+    def udp_port(self) -> int:
+        """Where the background trickle for this consumer goes."""
+        return self.port + 1000
 
 
-def connect_us(lab: BenchLab, count: int, interval: float) -> Dist:
-    argv = [sys.executable, HERE / "connect_rtt.py", lab.victim, HTTP_PORT, count, interval]
-    out = lab.run("client", argv, timeout=count * (interval + 2) + 30).stdout
-    return dist(json.loads(out))
+VARIANTS = (Variant("base", 56, 8081, None), Variant("c", 57, 8082, 1),
+            Variant("py", 58, 8083, 2), Variant("ips", 59, 8084, 0))
+
+
+def steering_rules(variants: tuple[Variant, ...] = VARIANTS) -> list[list[str]]:
+    """INPUT rules (to insert at the top, above ips-inline's jump)."""
+    rules = []
+    for v in variants:
+        if v.queue == 0:
+            continue  # ips-inline's own chain queues it
+        target = ["-j", "ACCEPT"] if v.queue is None else ["-j", "NFQUEUE", "--queue-num",
+                                                             str(v.queue)]
+        rules += [["INPUT", "-p", "icmp", "-m", "length", "--length", str(28 + v.size), *target],
+                  ["INPUT", "-p", "tcp", "--dport", str(v.port), *target],
+                  ["INPUT", "-p", "udp", "--dport", str(v.udp_port), *target]]
+    return rules
+
+
+@dataclass(frozen=True)
+class Added:
+    """One variant's RTTs and what it adds to the unqueued ones of the same rounds."""
+
+    p50: float
+    p99: float
+    added_p50: float  # median over rounds of (this RTT - the unqueued RTT)
+    n: int
+
+
+def rtt_mux(lab: BenchLab, rounds: int, interval: float,
+            variants: tuple[Variant, ...] = VARIANTS) -> dict[str, dict[str, Added]]:
+    """{"ping" | "connect": {label: Added}} from one interleaved run."""
+    argv = [sys.executable, HERE / "rtt_mux.py", lab.victim, rounds, interval,
+            *(f"{v.label}:{v.size}:{v.port}" for v in variants)]
+    raw = json.loads(lab.run("client", argv, timeout=2 * rounds * (interval + 8) + 30).stdout)
+    out: dict[str, dict[str, Added]] = {}
+    for kind in ("ping", "connect"):
+        base = raw[variants[0].label][kind]
+        out[kind] = {}
+        for v in variants:
+            got = raw[v.label][kind]
+            pairs = [(x, b) for x, b in zip(got, base, strict=True) if x is not None
+                     and b is not None]
+            if not pairs:
+                continue
+            values = [x for x, _b in pairs]
+            out[kind][v.label] = Added(percentile(values, 0.5), percentile(values, 0.99),
+                                       percentile([x - b for x, b in pairs], 0.5), len(pairs))
+    return out
 
 
 def iperf3_bps(lab: BenchLab, seconds: float) -> float:
