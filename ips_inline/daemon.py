@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import select
 import time
 from collections.abc import Callable
 from typing import IO
@@ -30,7 +29,7 @@ from .errors import DaemonError
 from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
-from .signals import SignalWake, catch_signals
+from .signals import handle_signals
 from .sources.nfqueue import QueueError, QueueSource, make_callback
 
 log = logging.getLogger("ips_inline")
@@ -134,7 +133,7 @@ class Daemon:
                                  self.cfg.live.bypass_mark, self.source.batch,
                                  self.cfg.metrics.latency_sample)
         try:
-            fd = self.source.bind(callback)
+            self.source.bind(callback)
         except QueueError as exc:
             raise DaemonError(str(exc)) from None
         try:
@@ -143,13 +142,12 @@ class Daemon:
             self.source.close()
             raise
         self.enforcer.start(first=self.restore)
-        wake = catch_signals(self._on_stop, self._on_hup)
+        handle_signals(self._on_stop, self._on_hup)
         log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
-            self._loop(fd, wake)
+            self._loop()
         finally:
             self.source.close()
-            wake.close()
             self.enforcer.stop()
             self.eve.close()
             if self.metrics_server is not None:
@@ -158,18 +156,12 @@ class Daemon:
             log.info("stopped: queue unbound, traffic bypasses, bans stay in the kernel")
         return 0
 
-    def _loop(self, fd: int, wake: SignalWake) -> None:
+    def _loop(self) -> None:
+        """Wait in recv() for packets (a signal's handler runs at once and the
+        loop sees its flag within live wait_max, 0.2 s), housekeeping between."""
         next_tick = 0.0
-        poller = select.poll()  # registered once: cheaper per wake-up than select()
-        poller.register(fd, select.POLLIN)
-        poller.register(wake.fileno(), select.POLLIN)
-        timeout_ms = int(TICK * 1000)
         while not self.stop:
-            ready = {ready_fd for ready_fd, _events in poller.poll(timeout_ms)}
-            if fd in ready:
-                self.source.drain()
-            if wake.fileno() in ready:
-                wake.clear()
+            self.source.wait()
             if self.reload:
                 self._reload()
             now = time.time()

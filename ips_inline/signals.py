@@ -44,7 +44,13 @@ def catch_signals(on_stop: Handler, on_hup: Handler) -> SignalWake:
     select() on (keep it until the loop ends, then close it)."""
     wake = SignalWake()
     signal.set_wakeup_fd(wake._w.fileno())
+    handle_signals(on_stop, on_hup)
+    return wake
+
+
+def handle_signals(on_stop: Handler, on_hup: Handler) -> None:
+    """The handlers alone, for a loop that wakes up on its own (a blocking
+    call interrupted by a signal runs the handler, then resumes)."""
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
-    return wake

@@ -259,3 +259,19 @@ def test_one_packet_in_sample_is_timed(sample: int, timed: int) -> None:
     for packet_id in range(1, 21):
         callback(FakePacket(packet_id, b"a", []))
     assert len(seen) == timed and all(0 <= dt < 1 for dt in seen)
+
+
+def test_in_blocking_mode_a_packet_close_behind_another_starts_a_burst(monkeypatch) -> None:
+    from ips_inline.sources import nfqueue
+
+    times = iter([10.0, 10.0, 10.0001, 10.0001])
+    monkeypatch.setattr(nfqueue.time, "time", lambda: next(times))
+    log: list = []
+    batch = VerdictBatch()
+    batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
+    batch.blocking = True
+    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    callback(FakePacket(1, b"a", log))  # after an idle gap: answered alone, stay blocking
+    with pytest.raises(nfqueue.Burst):
+        callback(FakePacket(2, b"a", log))  # close behind: deferred, then drain() the rest
+    assert log == [("accept", 1)] and batch.accepts == [2]

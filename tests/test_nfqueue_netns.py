@@ -154,7 +154,7 @@ rx = receiver()
 send(range(300))
 wait(lambda: counters()["length"] == 300)
 queued = counters()["length"]
-src.drain()  # 300 packets in one drain: runs of accepts and drops batched, repeats single
+getattr(src, READ)()  # 300 packets: runs of accepts and drops batched, repeats single
 after_drain = counters()
 if src.batch is not None:
     src.control.batch_sender()(1, 1)  # nothing left up to id 1: the kernel answers ENOENT
@@ -170,10 +170,11 @@ src.close()
 """
 
 
-@pytest.mark.parametrize("batch", [True, False], ids=["batch", "per-packet"])
-def test_mixed_verdicts_in_one_drain_all_take_effect(ns: str, batch: bool) -> None:
+@pytest.mark.parametrize(("batch", "read"), [(True, "drain"), (False, "drain"), (True, "wait")],
+                         ids=["batch", "per-packet", "blocking-wait-then-burst"])
+def test_mixed_verdicts_in_one_drain_all_take_effect(ns: str, batch: bool, read: str) -> None:
     expected = expected_delivered(range(330))
-    result = py(ns, MIXED_DRAIN, BATCH=batch, EXPECTED=len(expected))
+    result = py(ns, MIXED_DRAIN, BATCH=batch, READ=read, EXPECTED=len(expected))
     empty = {"length": 0, "dropped": 0, "user_dropped": 0}
     assert result["queued"] == 300
     assert result["after_drain"] == empty

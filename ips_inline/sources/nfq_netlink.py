@@ -124,6 +124,13 @@ class QueueControl:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
         return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
+    def set_recv_timeout(self, seconds: float) -> None:
+        """SO_RCVTIMEO: a blocking recv() on the socket (NetfilterQueue's
+        run()) returns EAGAIN after this long without a packet."""
+        whole = int(seconds)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                             struct.pack("@ll", whole, int((seconds - whole) * 1e6)))
+
     def configure(self, *, fail_open: bool, maxlen: int, backlog: list[bytes]) -> None:
         """Send the config with NLM_F_ACK and read up to its ACK.
 

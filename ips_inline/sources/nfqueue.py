@@ -9,6 +9,13 @@ at the end of each drain) instead of one sendto() per packet. A batch
 applies to every packet still queued up to its id, so a run is sent before
 a run of the other verdict starts. BYPASS (a repeat with a mark) stays per
 packet and is sent at once: it leaves the queue, so no batch covers it.
+
+Waiting (QueueSource.wait) is a blocking recv() inside NetfilterQueue's C
+loop, the shortest way from a sleeping daemon to a packet. A packet that
+comes after an idle gap is answered alone, at once; one close behind
+another starts a burst: its verdict is deferred and the callback raises
+Burst, which ends the blocking loop so that drain() reads the rest without
+blocking and flushes the batch when the socket is empty.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ class QueueError(Exception):
     """The queue cannot be bound; one line for the user."""
 
 
+class Burst(Exception):  # noqa: N818 - a signal between our own functions, not an error
+    """Raised by the callback in blocking mode: more packets follow this one,
+    read them with drain() (which batches and flushes at the end)."""
+
+
 class VerdictBatch:
     """ACCEPT and DROP verdicts deferred to batch verdicts.
 
@@ -49,13 +61,14 @@ class VerdictBatch:
     callback appends ids (a C call); ids only grow (modulo 2**32, which the
     kernel handles)."""
 
-    __slots__ = ("accepts", "drops", "limit", "_send")
+    __slots__ = ("accepts", "drops", "limit", "_send", "blocking")
 
     def __init__(self, limit: int = BATCH_MAX) -> None:
         self.accepts: list[int] = []
         self.drops: list[int] = []
         self.limit = limit
         self._send: Callable[[int, int], None] | None = None
+        self.blocking = False  # read by the callback: in QueueSource.wait(), not drain()
 
     def connect(self, send: Callable[[int, int], None]) -> None:
         """send(verdict, last_id), verdict NF_ACCEPT or NF_DROP."""
@@ -150,6 +163,8 @@ def make_callback(process: Callable[[bytes, float], int],
         if not left:
             left = sample
             observe(clock() - start)
+        if batch.blocking and not idle:
+            raise Burst  # this packet is handled; drain() takes the rest
 
     return on_packet_batched
 
@@ -169,11 +184,12 @@ class _Replay:
 
 class QueueSource:
     def __init__(self, queue_num: int, maxlen: int, fail_open: bool = True,
-                 rcvbuf: int = 8 << 20, batch: bool = True) -> None:
+                 rcvbuf: int = 8 << 20, batch: bool = True, wait_max: float = 0.2) -> None:
         self.queue_num = queue_num
         self.maxlen = maxlen
         self.fail_open = fail_open
         self.rcvbuf = rcvbuf
+        self.wait_max = wait_max  # wait() returns after this long without packets
         self.nfq = NetfilterQueue()
         self.batch = VerdictBatch() if batch else None
         self.control: QueueControl | None = None
@@ -202,6 +218,7 @@ class QueueSource:
                         self.queue_num, granted, self.rcvbuf)
         if self.batch is not None:
             self.batch.connect(control.batch_sender())
+        control.set_recv_timeout(self.wait_max)
         backlog: list[bytes] = []
         try:
             control.configure(fail_open=self.fail_open, maxlen=self.maxlen, backlog=backlog)
@@ -209,6 +226,21 @@ class QueueSource:
             if backlog:  # packets queued before the ACK: verdict them now
                 self.nfq.run_socket(_Replay(backlog))
                 self._flush()
+
+    def wait(self) -> None:
+        """Block until packets come (then handle them) or `wait_max` passes
+        without any (SO_RCVTIMEO on the socket)."""
+        if self.batch is None:
+            self.nfq.run(block=True)  # every verdict goes out at once
+            return
+        self.batch.blocking = True
+        try:
+            self.nfq.run(block=True)  # returns on EAGAIN: SO_RCVTIMEO passed
+        except Burst:
+            self.batch.blocking = False
+            self.drain()
+        finally:
+            self.batch.blocking = False
 
     def drain(self) -> None:
         """Verdict every packet waiting on the socket, then return."""
