@@ -264,14 +264,30 @@ def test_one_packet_in_sample_is_timed(sample: int, timed: int) -> None:
 def test_in_blocking_mode_a_packet_close_behind_another_starts_a_burst(monkeypatch) -> None:
     from ips_inline.sources import nfqueue
 
-    times = iter([10.0, 10.0, 10.0001, 10.0001])
+    times = iter([10.0, 10.0, 10.0001, 10.0001, 10.0002, 10.0002])
     monkeypatch.setattr(nfqueue.time, "time", lambda: next(times))
     log: list = []
     batch = VerdictBatch()
     batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
-    batch.blocking = True
     callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
-    callback(FakePacket(1, b"a", log))  # after an idle gap: answered alone, stay blocking
+    callback(FakePacket(1, b"a", log))  # in drain(): an idle gap before it, sent alone
+    batch.waiting = 1  # a wait() begins
+    callback(FakePacket(2, b"a", log))  # it ends the wait: answered at once, however close
     with pytest.raises(nfqueue.Burst):
-        callback(FakePacket(2, b"a", log))  # close behind: deferred, then drain() the rest
-    assert log == [("accept", 1)] and batch.accepts == [2]
+        callback(FakePacket(3, b"a", log))  # close behind: deferred, then drain() the rest
+    assert log == [("accept", 1), ("accept", 2)] and batch.accepts == [3]
+
+
+def test_a_drop_after_an_idle_gap_is_not_held(monkeypatch) -> None:
+    from ips_inline.sources import nfqueue
+
+    times = iter([10.0, 10.0, 10.0001, 10.0001, 10.0002, 10.0002, 10.5, 10.5])
+    monkeypatch.setattr(nfqueue.time, "time", lambda: next(times))
+    log: list = []
+    batch = VerdictBatch()
+    batch.connect(lambda verdict, last: log.append(
+        ("accept" if verdict == nl.NF_ACCEPT else "drop", "up to", last)))
+    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    for packet_id in range(1, 5):  # d (idle), d, d close behind (a run), d 0.5 s later
+        callback(FakePacket(packet_id, b"d", log))
+    assert log == [("drop", "up to", 1), ("drop", "up to", 4)]

@@ -11,11 +11,12 @@ a run of the other verdict starts. BYPASS (a repeat with a mark) stays per
 packet and is sent at once: it leaves the queue, so no batch covers it.
 
 Waiting (QueueSource.wait) is a blocking recv() inside NetfilterQueue's C
-loop, the shortest way from a sleeping daemon to a packet. A packet that
-comes after an idle gap is answered alone, at once; one close behind
-another starts a burst: its verdict is deferred and the callback raises
-Burst, which ends the blocking loop so that drain() reads the rest without
-blocking and flushes the batch when the socket is empty.
+loop, the shortest way from a sleeping daemon to a packet. The packet that
+ends a wait, and any that comes after an idle gap, is answered alone, at
+once; one close behind another starts a burst: its verdict is deferred and
+the callback raises Burst, which ends the blocking loop so that drain()
+reads the rest without blocking and flushes the batch when the socket is
+empty.
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ class VerdictBatch:
     callback appends ids (a C call); ids only grow (modulo 2**32, which the
     kernel handles)."""
 
-    __slots__ = ("accepts", "drops", "limit", "_send", "blocking")
+    __slots__ = ("accepts", "drops", "limit", "_send", "waiting")
 
     def __init__(self, limit: int = BATCH_MAX) -> None:
         self.accepts: list[int] = []
         self.drops: list[int] = []
         self.limit = limit
         self._send: Callable[[int, int], None] | None = None
-        self.blocking = False  # read by the callback: in QueueSource.wait(), not drain()
+        # Set by QueueSource, read by the callback: 0 in drain(); in wait(), 1
+        # until its first packet, 2 after it.
+        self.waiting = 0
 
     def connect(self, send: Callable[[int, int], None]) -> None:
         """send(verdict, last_id), verdict NF_ACCEPT or NF_DROP."""
@@ -141,7 +144,10 @@ def make_callback(process: Callable[[bytes, float], int],
             verdict = process(pkt.get_payload(), start)
         except BaseException:
             verdict = ACCEPT
-        idle, last = start - last > IDLE_GAP, start
+        waiting = batch.waiting
+        if waiting == 1:  # the packet that ended a wait: nothing is known to follow
+            batch.waiting = 2
+        idle, last = waiting == 1 or start - last > IDLE_GAP, start
         if verdict == ACCEPT or verdict == BYPASS and not bypass_mark:
             if drops:
                 flush()
@@ -155,15 +161,15 @@ def make_callback(process: Callable[[bytes, float], int],
             if accepts:
                 flush()
             drops.append(pkt.id)
-            if len(drops) >= limit:
-                flush()
+            if idle or len(drops) >= limit:
+                flush()  # idle: no batch is coming, and a held packet holds a queue slot
         else:
             single(pkt, verdict)
         left -= 1
         if not left:
             left = sample
             observe(clock() - start)
-        if batch.blocking and not idle:
+        if waiting and not idle:
             raise Burst  # this packet is handled; drain() takes the rest
 
     return on_packet_batched
@@ -233,14 +239,15 @@ class QueueSource:
         if self.batch is None:
             self.nfq.run(block=True)  # every verdict goes out at once
             return
-        self.batch.blocking = True
+        self.batch.waiting = 1
         try:
             self.nfq.run(block=True)  # returns on EAGAIN: SO_RCVTIMEO passed
         except Burst:
-            self.batch.blocking = False
+            self.batch.waiting = 0
             self.drain()
         finally:
-            self.batch.blocking = False
+            self.batch.waiting = 0
+            self._flush()  # nothing is left pending while the daemon sleeps
 
     def drain(self) -> None:
         """Verdict every packet waiting on the socket, then return."""
