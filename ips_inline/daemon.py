@@ -157,8 +157,9 @@ class Daemon:
         return 0
 
     def _loop(self) -> None:
-        """Wait in recv() for packets (a signal's handler runs at once and the
-        loop sees its flag within live wait_max, 0.2 s), housekeeping between."""
+        """Wait in recv() for packets, housekeeping between. A signal's handler
+        runs at once; the loop sees its flag when the wait ends (0.2 s at most,
+        QueueSource.wait_max)."""
         next_tick = 0.0
         while not self.stop:
             self.source.wait()

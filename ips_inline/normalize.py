@@ -111,8 +111,3 @@ def param_parts(query: str) -> list[str]:
     if len(out) > 1:
         out.append(query)
     return out
-
-
-def split_params(query: str) -> list[str]:
-    """The decoded values of param_parts(query), `+` as a space."""
-    return [decode_value(raw) for raw in param_parts(query)]

@@ -271,7 +271,7 @@ def test_in_blocking_mode_a_packet_close_behind_another_starts_a_burst(monkeypat
     batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
     callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
     callback(FakePacket(1, b"a", log))  # in drain(): an idle gap before it, sent alone
-    batch.waiting = 1  # a wait() begins
+    batch.begin_wait()
     callback(FakePacket(2, b"a", log))  # it ends the wait: answered at once, however close
     with pytest.raises(nfqueue.Burst):
         callback(FakePacket(3, b"a", log))  # close behind: deferred, then drain() the rest

@@ -62,16 +62,20 @@ class VerdictBatch:
     callback appends ids (a C call); ids only grow (modulo 2**32, which the
     kernel handles)."""
 
-    __slots__ = ("accepts", "drops", "limit", "_send", "waiting")
+    __slots__ = ("accepts", "drops", "limit", "_send", "waiting", "last")
 
     def __init__(self, limit: int = BATCH_MAX) -> None:
         self.accepts: list[int] = []
         self.drops: list[int] = []
         self.limit = limit
         self._send: Callable[[int, int], None] | None = None
-        # Set by QueueSource, read by the callback: 0 in drain(); in wait(), 1
-        # until its first packet, 2 after it.
-        self.waiting = 0
+        self.waiting = False  # in QueueSource.wait(), not drain(): a burst raises Burst
+        self.last = 0.0  # when the previous packet came
+
+    def begin_wait(self) -> None:
+        """The packet that ends a wait counts as after an idle gap: nothing is
+        known to follow it."""
+        self.waiting, self.last = True, 0.0
 
     def connect(self, send: Callable[[int, int], None]) -> None:
         """send(verdict, last_id), verdict NF_ACCEPT or NF_DROP."""
@@ -135,19 +139,15 @@ def make_callback(process: Callable[[bytes, float], int],
 
     # Batched: the common verdicts are an inlined append (this runs per packet).
     accepts, drops, limit, flush = batch.accepts, batch.drops, batch.limit, batch.flush
-    last = 0.0  # when the previous packet came
 
     def on_packet_batched(pkt: Packet) -> None:
-        nonlocal left, last
+        nonlocal left
         start = clock()
         try:
             verdict = process(pkt.get_payload(), start)
         except BaseException:
             verdict = ACCEPT
-        waiting = batch.waiting
-        if waiting == 1:  # the packet that ended a wait: nothing is known to follow
-            batch.waiting = 2
-        idle, last = waiting == 1 or start - last > IDLE_GAP, start
+        idle, batch.last = start - batch.last > IDLE_GAP, start
         if verdict == ACCEPT or verdict == BYPASS and not bypass_mark:
             if drops:
                 flush()
@@ -169,7 +169,7 @@ def make_callback(process: Callable[[bytes, float], int],
         if not left:
             left = sample
             observe(clock() - start)
-        if waiting and not idle:
+        if batch.waiting and not idle:
             raise Burst  # this packet is handled; drain() takes the rest
 
     return on_packet_batched
@@ -239,15 +239,14 @@ class QueueSource:
         if self.batch is None:
             self.nfq.run(block=True)  # every verdict goes out at once
             return
-        self.batch.waiting = 1
+        self.batch.begin_wait()
         try:
             self.nfq.run(block=True)  # returns on EAGAIN: SO_RCVTIMEO passed
         except Burst:
-            self.batch.waiting = 0
-            self.drain()
+            pass  # that packet is handled; the rest are read without blocking
         finally:
-            self.batch.waiting = 0
-            self._flush()  # nothing is left pending while the daemon sleeps
+            self.batch.waiting = False
+        self.drain()  # flushes, so nothing is left pending while the daemon sleeps
 
     def drain(self) -> None:
         """Verdict every packet waiting on the socket, then return."""

@@ -52,7 +52,7 @@ HTTP_ATTACKS = (
 )
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -74,20 +74,20 @@ def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
 def udp(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
     length = 8 + len(payload)
     seg = struct.pack("!HHHH", sport, dport, length, 0) + payload
-    csum = _checksum(_pseudo(src, dst, 17, length) + seg) or 0xFFFF
+    csum = checksum(_pseudo(src, dst, 17, length) + seg) or 0xFFFF
     return _ip(src, dst, 17, seg[:6] + struct.pack("!H", csum) + seg[8:])
 
 
 def tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
         payload: bytes = b"") -> bytes:
     seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 64240, 0, 0) + payload
-    csum = _checksum(_pseudo(src, dst, 6, len(seg)) + seg)
+    csum = checksum(_pseudo(src, dst, 6, len(seg)) + seg)
     return _ip(src, dst, 6, seg[:16] + struct.pack("!H", csum) + seg[18:])
 
 
 def icmp_echo(src: bytes, dst: bytes, ident: int, seq: int) -> bytes:
     msg = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"\0" * 16
-    return _ip(src, dst, 1, msg[:2] + struct.pack("!H", _checksum(msg)) + msg[4:])
+    return _ip(src, dst, 1, msg[:2] + struct.pack("!H", checksum(msg)) + msg[4:])
 
 
 def _addr(base: str, index: int) -> bytes:

@@ -23,16 +23,9 @@ import struct
 import sys
 import time
 
+from mixes import checksum  # the script's own directory is on sys.path
+
 TIMEOUT = 1.0
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ping_us(sock: socket.socket, host: str, ident: int, seq: int, size: int) -> float | None:
