@@ -271,11 +271,31 @@ def test_in_blocking_mode_a_packet_close_behind_another_starts_a_burst(monkeypat
     batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
     callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
     callback(FakePacket(1, b"a", log))  # in drain(): an idle gap before it, sent alone
-    batch.begin_wait()
+    batch.begin_wait(until=11.0)
     callback(FakePacket(2, b"a", log))  # it ends the wait: answered at once, however close
-    with pytest.raises(nfqueue.Burst):
+    with pytest.raises(nfqueue.EndWait):
         callback(FakePacket(3, b"a", log))  # close behind: deferred, then drain() the rest
     assert log == [("accept", 1), ("accept", 2)] and batch.accepts == [3]
+
+
+def test_in_blocking_mode_steady_traffic_ends_the_wait_when_its_time_is_up(monkeypatch) -> None:
+    from ips_inline.sources import nfqueue
+
+    # One packet every 10 ms: each after an idle gap, so none starts a burst,
+    # and the socket never times out either; the deadline must end the wait.
+    times = iter(t for n in range(4) for t in (10.0 + n / 100,) * 2)
+    monkeypatch.setattr(nfqueue.time, "time", lambda: next(times))
+    log: list = []
+    batch = VerdictBatch()
+    batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
+    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    batch.begin_wait(until=10.025)
+    callback(FakePacket(1, b"a", log))
+    callback(FakePacket(2, b"a", log))
+    callback(FakePacket(3, b"a", log))
+    with pytest.raises(nfqueue.EndWait):
+        callback(FakePacket(4, b"a", log))  # 10.03: past the deadline
+    assert log == [("accept", 1), ("accept", 2), ("accept", 3), ("accept", 4)]
 
 
 def test_a_drop_after_an_idle_gap_is_not_held(monkeypatch) -> None:

@@ -182,6 +182,43 @@ def test_mixed_verdicts_in_one_drain_all_take_effect(ns: str, batch: bool, read:
     assert result["delivered"] == expected
 
 
+STEADY_TRAFFIC = """
+import threading
+src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20, batch=BATCH, wait_max=0.1)
+src.bind(make_callback(lambda _packet, _now: ACCEPT, lambda _d: None, MARK, src.batch))
+stop = threading.Event()
+
+def steady():  # a datagram every 5 ms for 3 s at most: never an idle 0.1 s, never a burst
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(600):
+            if stop.wait(0.005):
+                return
+            sock.sendto(b"1", DST)
+
+sender = threading.Thread(target=steady)
+sender.start()
+took = []
+try:
+    for _ in range(5):
+        start = time.monotonic()
+        src.wait()
+        took.append(time.monotonic() - start)
+finally:
+    stop.set()
+    sender.join()
+result = {"longest": max(took), "sender_done_early": stop.is_set()}
+src.close()
+"""
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "per-packet"])
+def test_wait_returns_under_steady_traffic(ns: str, batch: bool) -> None:
+    """The daemon's housekeeping and signal flags run between waits: a wait
+    must end after about wait_max even if packets never stop coming."""
+    result = py(ns, STEADY_TRAFFIC, BATCH=batch)
+    assert result["longest"] < 1.0
+
+
 PACKETS_BEFORE_THE_ACK = """
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20)
 src.nfq.bind(0, make_callback(verdict, lambda _d: None, MARK, src.batch), max_len=1000)

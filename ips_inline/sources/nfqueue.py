@@ -14,15 +14,18 @@ Waiting (QueueSource.wait) is a blocking recv() inside NetfilterQueue's C
 loop, the shortest way from a sleeping daemon to a packet. The packet that
 ends a wait, and any that comes after an idle gap, is answered alone, at
 once; one close behind another starts a burst: its verdict is deferred and
-the callback raises Burst, which ends the blocking loop so that drain()
+the callback raises EndWait, which ends the blocking loop so that drain()
 reads the rest without blocking and flushes the batch when the socket is
-empty.
+empty. The callback also raises EndWait once the wait's time is up: steady
+traffic never lets the socket time out, and the caller must get control
+back for its housekeeping and signals.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import select
 import time
 from collections.abc import Callable
 
@@ -45,9 +48,9 @@ class QueueError(Exception):
     """The queue cannot be bound; one line for the user."""
 
 
-class Burst(Exception):  # noqa: N818 - a signal between our own functions, not an error
-    """Raised by the callback in blocking mode: more packets follow this one,
-    read them with drain() (which batches and flushes at the end)."""
+class EndWait(Exception):  # noqa: N818 - a signal between our own functions, not an error
+    """Raised by the callback in blocking mode to end the wait: more packets
+    follow this one (drain() reads them, batching), or the wait's time is up."""
 
 
 class VerdictBatch:
@@ -62,20 +65,21 @@ class VerdictBatch:
     callback appends ids (a C call); ids only grow (modulo 2**32, which the
     kernel handles)."""
 
-    __slots__ = ("accepts", "drops", "limit", "_send", "waiting", "last")
+    __slots__ = ("accepts", "drops", "limit", "_send", "waiting", "until", "last")
 
     def __init__(self, limit: int = BATCH_MAX) -> None:
         self.accepts: list[int] = []
         self.drops: list[int] = []
         self.limit = limit
         self._send: Callable[[int, int], None] | None = None
-        self.waiting = False  # in QueueSource.wait(), not drain(): a burst raises Burst
+        self.waiting = False  # in QueueSource.wait(), not drain(): the callback may end it
+        self.until = 0.0  # when the wait is over, however steady the traffic
         self.last = 0.0  # when the previous packet came
 
-    def begin_wait(self) -> None:
+    def begin_wait(self, until: float) -> None:
         """The packet that ends a wait counts as after an idle gap: nothing is
         known to follow it."""
-        self.waiting, self.last = True, 0.0
+        self.waiting, self.until, self.last = True, until, 0.0
 
     def connect(self, send: Callable[[int, int], None]) -> None:
         """send(verdict, last_id), verdict NF_ACCEPT or NF_DROP."""
@@ -169,8 +173,8 @@ def make_callback(process: Callable[[bytes, float], int],
         if not left:
             left = sample
             observe(clock() - start)
-        if batch.waiting and not idle:
-            raise Burst  # this packet is handled; drain() takes the rest
+        if batch.waiting and (not idle or start >= batch.until):
+            raise EndWait  # this packet is handled; drain() takes the rest
 
     return on_packet_batched
 
@@ -234,15 +238,16 @@ class QueueSource:
                 self._flush()
 
     def wait(self) -> None:
-        """Block until packets come (then handle them) or `wait_max` passes
-        without any (SO_RCVTIMEO on the socket)."""
-        if self.batch is None:
-            self.nfq.run(block=True)  # every verdict goes out at once
+        """Handle packets for about `wait_max` at most: block until some come
+        (SO_RCVTIMEO ends an idle wait), handle them, and return."""
+        if self.batch is None:  # per-packet verdicts: no callback to end the wait
+            select.select([self.nfq.get_fd()], [], [], self.wait_max)
+            self.drain()
             return
-        self.batch.begin_wait()
+        self.batch.begin_wait(time.time() + self.wait_max)
         try:
             self.nfq.run(block=True)  # returns on EAGAIN: SO_RCVTIMEO passed
-        except Burst:
+        except EndWait:
             pass  # that packet is handled; the rest are read without blocking
         finally:
             self.batch.waiting = False
