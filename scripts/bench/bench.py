@@ -66,7 +66,8 @@ TINY = Plan(packets=3000, reps=1, rounds=10, bulk_seconds=1.0, banned_flood=5000
 
 
 BACKGROUND_PPS = 1000  # per consumer in the busy latency run: a packet every ms
-PARTS = ("drains", "live")  # the drain tests; latency, bulk, banned flood and RSS
+# the drain tests; latency, bulk, banned flood and RSS; the latency rounds alone
+PARTS = ("drains", "live", "latency")
 
 
 class Budget(Exception):
@@ -256,9 +257,7 @@ class Bench:
         if self.attempt("ips.start", ips.start) is None:
             return
         try:
-            self.attempt("latency.idle", lambda: self.latency(ips, busy=False))
-            if "pktsend" in self.bins:
-                self.attempt("latency.busy", lambda: self.latency(ips, busy=True))
+            self.latencies(ips)
             self.bulk("ips", ips)
             if "pktsend" in self.bins:
                 self.attempt("banned", lambda: probes.banned_flood(
@@ -273,6 +272,21 @@ class Bench:
                 self.bulk("nobypass", nobypass)
             finally:
                 nobypass.stop()
+
+    def latencies(self, ips: Ips) -> None:
+        self.attempt("latency.idle", lambda: self.latency(ips, busy=False))
+        if "pktsend" in self.bins:
+            self.attempt("latency.busy", lambda: self.latency(ips, busy=True))
+
+    def latency_only(self) -> None:
+        self.attempt("services", self.services)
+        ips = Ips(self.lab, self.tmp / "live", IpsSettings())
+        if self.attempt("ips.start", ips.start) is None:
+            return
+        try:
+            self.latencies(ips)
+        finally:
+            ips.stop()
 
     def rss_sender(self) -> tuple[list[str], list[str]]:
         """Two halves with different random sources, paced near the daemon's
@@ -516,6 +530,8 @@ def execute(bench: Bench, lab: BenchLab, parts: set[str]) -> None:
         bench.all_drains()
     if "live" in parts:
         bench.live()
+    elif "latency" in parts:
+        bench.latency_only()
 
 
 def main(argv: list[str] | None = None) -> int:
