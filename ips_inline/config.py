@@ -104,6 +104,7 @@ class LiveConfig:
     sock_rcvbuf: int = 8 << 20  # netlink socket receive buffer, bytes
     workers: int = 1  # processes on --queue-balance queue_num..queue_num+workers-1
     bypass_mark: int = 0x40000000  # packet/conntrack mark bit of bypassed flows; 0 = no bypass
+    warm_interval: float = 0.002  # seconds between warm-up rounds (warm.py); 0 = none
 
 
 @dataclass
@@ -217,6 +218,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key live.bypass_mark must be a 32-bit mark (0 = no bypass)")
     if not 1 <= cfg.live.workers <= 64 or cfg.live.queue_num + cfg.live.workers > 65536:
         raise ConfigError("config key live.workers must be 1..64 (queues within 0..65535)")
+    if not 0 <= cfg.live.warm_interval <= 1:
+        raise ConfigError("config key live.warm_interval must be 0 (off) to 1 second")
     if not 0 <= cfg.live.queue_num <= 65535:
         raise ConfigError("config key live.queue_num must be 0..65535")
     if not 0 < cfg.metrics.port <= 65535:

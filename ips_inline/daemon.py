@@ -31,10 +31,12 @@ from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .signals import handle_signals
 from .sources.nfqueue import QueueError, QueueSource, make_callback
+from .warm import Warmer
 
 log = logging.getLogger("ips_inline")
 CAP_NET_ADMIN = 12
-TICK = 1.0  # seconds between housekeeping rounds when idle
+TICK = 1.0  # seconds between housekeeping rounds
+WAIT_MAX = 0.2  # seconds a wait for packets lasts at most: how soon a signal's flag is seen
 PRUNE_EVERY = 3600.0
 EVE_ALERTS_PER_SECOND = 200  # alert records written a second at most; the rest counted
 
@@ -86,7 +88,9 @@ class Daemon:
         self.engine = Engine(cfg, self.bans, self.sink)
         self.queue_num = live.queue_num if queue_num is None else queue_num
         self.source = QueueSource(self.queue_num, live.queue_maxlen, live.fail_open,
-                                  live.sock_rcvbuf)
+                                  live.sock_rcvbuf,
+                                  wait_max=min(WAIT_MAX, live.warm_interval or WAIT_MAX))
+        self.warmer = Warmer(cfg) if live.warm_interval else None
         self._store_mtime = 0.0
         self._next_prune = 0.0
         self.metrics_server = None
@@ -157,10 +161,10 @@ class Daemon:
         return 0
 
     def _loop(self) -> None:
-        """Wait in recv() for packets, housekeeping between. A signal's handler
-        runs at once; the loop sees its flag when the wait ends (0.2 s at most,
-        QueueSource.wait_max)."""
-        next_tick = 0.0
+        """Wait in recv() for packets; housekeeping and warm-up rounds between.
+        A signal's handler runs at once; the loop sees its flag when the wait
+        ends (WAIT_MAX at most)."""
+        next_tick = next_warm = 0.0
         while not self.stop:
             self.source.wait()
             if self.reload:
@@ -169,6 +173,9 @@ class Daemon:
             if now >= next_tick:
                 next_tick = now + TICK
                 self._housekeeping(now)
+            if self.warmer is not None and now >= next_warm:
+                next_warm = now + self.cfg.live.warm_interval
+                self.warmer.run()
 
     def _housekeeping(self, now: float) -> None:
         self.engine.expire(now)  # a full sweep scans every table: only when due
@@ -209,6 +216,8 @@ class Daemon:
             cfg.live = self.cfg.live
         self.cfg = cfg
         self.engine.reconfigure(cfg)
+        if self.warmer is not None:
+            self.warmer.reconfigure(cfg)
         self.reloads["success"] += 1
         log.info("config reloaded from %s", self.cfg_path or "built-in defaults")
 

@@ -32,6 +32,8 @@ def test_overlay_keeps_other_defaults() -> None:
     ({"detectors": {"sqli": {"mode": "loud"}}}, "detectors.sqli.mode"),
     ({"bans": {"max_duration": 99999999}}, "max_duration"),
     ({"engine": {"max_flows": 0}}, "engine.max_flows"),
+    ({"live": {"warm_interval": -0.001}}, "live.warm_interval"),
+    ({"live": {"warm_interval": 2}}, "live.warm_interval"),
 ])
 def test_bad_values_name_the_key(raw: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=None) as err:

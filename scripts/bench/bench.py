@@ -66,6 +66,7 @@ TINY = Plan(packets=3000, reps=1, rounds=10, bulk_seconds=1.0, banned_flood=5000
 
 
 BACKGROUND_PPS = 1000  # per consumer in the busy latency run: a packet every ms
+IDLE_CPU_SECONDS = 5.0
 # the drain tests; latency, bulk, banned flood and RSS; the latency rounds alone
 PARTS = ("drains", "live", "latency")
 
@@ -266,6 +267,7 @@ class Bench:
                 self.attempt("rss", lambda: probes.rss_flood(self.lab, ips, self.rss_sender()))
         finally:
             ips.stop()
+        self.latency_without_warmup()
         nobypass = Ips(self.lab, self.tmp / "nobypass", IpsSettings(bypass=False))
         if self.attempt("nobypass.start", nobypass.start) is not None:
             try:
@@ -273,10 +275,23 @@ class Bench:
             finally:
                 nobypass.stop()
 
-    def latencies(self, ips: Ips) -> None:
-        self.attempt("latency.idle", lambda: self.latency(ips, busy=False))
+    def latencies(self, ips: Ips, tag: str = "") -> None:
+        """Latency rounds idle and busy, and the daemon's CPU while idle;
+        `tag` tells a second daemon config's results apart."""
+        self.attempt(f"cpu{tag}", lambda: ips.idle_cpu(IDLE_CPU_SECONDS))
+        self.attempt(f"latency{tag}.idle", lambda: self.latency(ips, busy=False))
         if "pktsend" in self.bins:
-            self.attempt("latency.busy", lambda: self.latency(ips, busy=True))
+            self.attempt(f"latency{tag}.busy", lambda: self.latency(ips, busy=True))
+
+    def latency_without_warmup(self) -> None:
+        """The same rounds with the warm-up rounds off: what they buy."""
+        ips = Ips(self.lab, self.tmp / "nowarm", IpsSettings(warm_interval=0))
+        if self.attempt("nowarm.start", ips.start) is None:
+            return
+        try:
+            self.latencies(ips, ".nowarm")
+        finally:
+            ips.stop()
 
     def latency_only(self) -> None:
         self.attempt("services", self.services)
@@ -287,6 +302,7 @@ class Bench:
             self.latencies(ips)
         finally:
             ips.stop()
+        self.latency_without_warmup()
 
     def rss_sender(self) -> tuple[list[str], list[str]]:
         """Two halves with different random sources, paced near the daemon's
@@ -383,10 +399,17 @@ class Render:
             self.r.section(f"latency, client -> victim, consumers side by side: {title}")
             if self.missing("latency", f"latency.{mode}"):
                 continue
-            self.latency_rows(self.res[f"latency.{mode}"], self.res.get(f"ips.callback.{mode}"))
+            self.latency_rows(self.res[f"latency.{mode}"], self.res.get(f"ips.callback.{mode}"),
+                              self.res.get(f"latency.nowarm.{mode}"))
+        for tag, label in (("", "default config"), (".nowarm", "live.warm_interval = 0")):
+            if f"cpu{tag}" in self.res:
+                self.r.add(Row(f"ips-inline CPU while idle, {label}",
+                               f"{100 * self.res[f'cpu{tag}']:.1f}%", "", "",
+                               f"of one core, over {IDLE_CPU_SECONDS:.0f} s without traffic"))
 
     def latency_rows(self, res: dict[str, dict[str, probes.Added]],
-                     callback: tuple[float, float] | None) -> None:
+                     callback: tuple[float, float] | None,
+                     nowarm: dict[str, dict[str, probes.Added]] | None) -> None:
         for kind, label in (("ping", "ping RTT"), ("connect", "TCP connect")):
             base = res[kind].get("base")
             if base is None:
@@ -404,6 +427,12 @@ class Render:
                                target(a.added_p50, 100, "<=") if tag == "ips" else "",
                                f"median per-round difference; p50 {us(a.p50)}, "
                                f"p99 {us(a.p99)}, n={a.n}"))
+            cold = nowarm[kind].get("ips") if nowarm else None
+            if cold is not None:
+                self.r.add(Row("  added by ips-inline, live.warm_interval = 0",
+                               f"{cold.added_p50:+.0f} us", "", "",
+                               f"its own rounds; p50 {us(cold.p50)}, p99 {us(cold.p99)}, "
+                               f"n={cold.n}"))
         if callback:
             self.r.add(Row("  ips-inline callback time (its histogram)", f"p50 <={us(callback[0])}",
                            "", "", f"p99 <={us(callback[1])}; sampled packets, bucket bounds"))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -48,6 +49,13 @@ def start_py(lab: BenchLab, maxlen: int, rcvbuf: int, queue: int = 0) -> Consume
     return Consumer("Python NetfilterQueue", proc, (queue,))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (`ip netns exec` execs: the daemon's pid)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def toml_text(sections: dict[str, dict[str, Any]]) -> str:
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -67,6 +75,7 @@ class IpsSettings:
     rcvbuf: int = 128 << 20
     workers: int = 1
     bypass: bool = True
+    warm_interval: float | None = None  # None: the built-in default
 
     def config(self, workdir: Path) -> dict[str, dict[str, Any]]:
         live: dict[str, Any] = {"eve_path": str(workdir / "eve.json"),
@@ -75,6 +84,8 @@ class IpsSettings:
             live |= {"fail_open": False, "queue_maxlen": self.maxlen, "sock_rcvbuf": self.rcvbuf}
         if self.workers != 1:
             live["workers"] = self.workers
+        if self.warm_interval is not None:
+            live["warm_interval"] = self.warm_interval
         engine = {} if self.bypass else {"bypass_after_packets": 0}
         return {"live": live, "engine": engine,
                 "metrics": {"listen": "127.0.0.1", "port": METRICS_PORT}}
@@ -117,6 +128,13 @@ class Ips:
             raise BenchError(f"{exc}; daemon log: {self.log_tail()}") from None
         time.sleep(0.3)  # enforcer thread and metrics server up
         return Consumer(f"ips-inline x{self.settings.workers}", self.proc, queues)
+
+    def idle_cpu(self, seconds: float) -> float:
+        """Share of a core the daemon used over `seconds` with no traffic."""
+        assert self.proc is not None
+        before = cpu_seconds(self.proc.pid)
+        time.sleep(seconds)
+        return (cpu_seconds(self.proc.pid) - before) / seconds
 
     def log_tail(self) -> str:
         path = self.workdir / f"run{self.runs}" / "daemon.log"
