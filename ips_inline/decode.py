@@ -23,6 +23,7 @@ _IP4 = Struct("!BBHHHBBH4s4s")
 # An option-less IPv4 header and its TCP or UDP header, in one unpack.
 _IP4_TCP = Struct("!xxHxxHxxxx4s4sHHIIBB")
 _IP4_UDP = Struct("!xxHxxHxxxx4s4sHHH")
+_IP4_ICMP = Struct("!xxHxxHxxxx4s4sB")
 _UDP = Struct("!HHH")
 _TCP = Struct("!HHIIBB")
 _V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
@@ -83,8 +84,8 @@ def format_ip(raw: bytes) -> str:
 def decode(buf: bytes) -> Packet:
     """Decode one IPv4 or IPv6 packet starting at the IP header."""
     n = len(buf)
-    # Nearly all traffic: IPv4 without options, unfragmented, complete, TCP or
-    # UDP. One unpack, one object; anything else takes the general path.
+    # Nearly all traffic: IPv4 without options, unfragmented, complete, TCP,
+    # UDP or ICMP. One unpack, one object; anything else takes the general path.
     if n >= 28 and buf[0] == 0x45:
         proto = buf[9]
         if proto == PROTO_TCP and n >= 40:
@@ -102,6 +103,12 @@ def decode(buf: bytes) -> Packet:
                 if ulen < 8 or 20 + ulen > n:  # the kernel drops these too
                     raise Malformed("udp_length")
                 return Packet(src, dst, proto, n, sport, dport, 0, 0, buf[28:20 + ulen])
+        elif proto == PROTO_ICMP:
+            total, frag, src, dst, icmp_type = _IP4_ICMP.unpack_from(buf)
+            if total == n and not frag & 0x3FFF:
+                pkt = Packet(src, dst, proto, n)
+                pkt.icmp_type = icmp_type
+                return pkt
     if not buf:
         raise Malformed("empty")
     version = buf[0] >> 4

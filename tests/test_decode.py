@@ -5,11 +5,23 @@ from __future__ import annotations
 import struct
 
 import pytest
-from packets import VICTIM, ping, tcp, udp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from packets import VICTIM, ping, raw, tcp, udp
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 
-from ips_inline.decode import FIN, PROTO_ICMP6, PROTO_TCP, PSH, SYN, URG, Malformed, decode
+from ips_inline.decode import (
+    FIN,
+    PROTO_ICMP6,
+    PROTO_TCP,
+    PSH,
+    SYN,
+    URG,
+    Malformed,
+    _decode4,
+    decode,
+)
 
 
 def test_tcp_fields() -> None:
@@ -97,3 +109,36 @@ def test_ipv4_non_first_fragment_has_no_ports() -> None:
     raw = bytes(IP(src="10.77.0.30", dst=VICTIM, proto=6, frag=100) / (b"x" * 40))
     pkt = decode(raw)
     assert pkt.fragment and pkt.sport == 0 and pkt.payload == b""
+
+
+_SYN_WITH_OPTIONS = raw(IP(dst=VICTIM) / TCP(flags="S", options=[
+    ("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None), ("WScale", 7)]))
+_FIELDS = ("src", "dst", "proto", "sport", "dport", "flags", "seq", "icmp_type", "payload",
+           "length", "fragment", "truncated")
+
+
+def _outcome(fn, raw: bytes) -> tuple:
+    try:
+        pkt = fn(raw)
+    except Malformed as exc:
+        return ("malformed", exc.reason)
+    return tuple(getattr(pkt, f) for f in _FIELDS)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([ping(), udp(), tcp(), _SYN_WITH_OPTIONS,
+                        tcp(flags="PA", payload=b"GET / HTTP/1.1\r\n\r\n")]),
+       st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=4),
+       st.sampled_from([0, 0, 0, 0, 1, 4, 8, 12, 20, 40]))  # mostly whole: the fast path
+def test_the_one_unpack_fast_path_agrees_with_the_general_decoder(seed: bytes, flips,
+                                                                  cut: int) -> None:
+    """decode() takes option-less IPv4 TCP/UDP/ICMP in one unpack; whatever the
+    bytes, it must decide as the general IPv4 path does."""
+    raw = bytearray(seed)
+    for pos, value in flips:
+        if pos < len(raw):
+            raw[pos] = value
+    raw = bytes(raw[:max(len(raw) - cut, 1)])
+    if raw[0] >> 4 != 4:
+        return
+    assert _outcome(decode, raw) == _outcome(_decode4, raw)
