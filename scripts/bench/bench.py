@@ -251,9 +251,23 @@ class Bench:
             if self.attempt(f"{tag}.{kind}", fn) is not None and ips is not None:
                 self.results[f"{tag}.{kind}.inspected"] = ips.metrics()["packets"] - before
 
+    def conntrack_only(self) -> None:
+        """iperf3 with conntrack on and nothing else: flow bypass needs it
+        (CONNMARK), so this is the share of the bypass cost that is the kernel's."""
+        if not shutil.which("iperf3"):
+            return
+        rule = ["INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"]
+        self.lab.run("victim", ["iptables", "-w", "-I", *rule])
+        try:
+            self.attempt("conntrack.iperf",
+                         lambda: probes.iperf3_bps(self.lab, self.plan.bulk_seconds))
+        finally:
+            self.lab.run("victim", ["iptables", "-w", "-D", *rule], check=False)
+
     def live(self) -> None:
         self.attempt("services", self.services)
         self.bulk("base", None)
+        self.conntrack_only()
         ips = Ips(self.lab, self.tmp / "live", IpsSettings())
         if self.attempt("ips.start", ips.start) is None:
             return
@@ -461,6 +475,8 @@ class Render:
                        "the queue) / 256 MiB HTTP download")
         for kind, name in (("iperf", "iperf3 upload"), ("download", "HTTP download")):
             self.bulk_row(f"{name}, no rules", f"base.{kind}", None)
+            if kind == "iperf":
+                self.bulk_row(f"{name}, conntrack only (no IPS)", "conntrack.iperf", None)
             self.bulk_row(f"{name}, ips-inline, bypass (default)", f"ips.{kind}", 0.9)
             self.bulk_row(f"{name}, ips-inline, bypass_after_packets=0", f"nobypass.{kind}", None)
 
