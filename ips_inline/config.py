@@ -104,7 +104,7 @@ class LiveConfig:
     sock_rcvbuf: int = 8 << 20  # netlink socket receive buffer, bytes
     workers: int = 1  # processes on --queue-balance queue_num..queue_num+workers-1
     bypass_mark: int = 0x40000000  # packet/conntrack mark bit of bypassed flows; 0 = no bypass
-    warm_interval: float = 0.002  # seconds between warm-up rounds (warm.py); 0 = none
+    warm_interval: float = 0.005  # seconds between warm-up rounds (warm.py); 0 = none
 
 
 @dataclass
