@@ -259,6 +259,37 @@ def test_sighup_rejects_a_broken_config_and_applies_a_valid_one(
     assert icmp_burst_banned(lab, good, 53)
 
 
+# A datagram every 5 ms for 5 s at most: never an idle gap long enough for the
+# socket to time out, never close enough to count as a burst.
+STEADY_UDP = """
+import socket, sys, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(1000):
+    sock.sendto(b"x", (sys.argv[1], 9999))
+    time.sleep(0.005)
+"""
+
+
+def test_sigterm_stops_the_daemon_under_steady_traffic(
+        lab: Lab, start_daemon: StartDaemon) -> None:
+    """The loop sees the stop flag only when a wait ends: under a steady
+    trickle, the wait itself must end (it once lasted as long as the traffic)."""
+    victim = start_daemon()
+    sender = lab.popen("client", [sys.executable, "-c", STEADY_UDP, lab.victim4])
+    try:
+        time.sleep(1.0)
+        assert sender.poll() is None and victim.proc is not None
+        start = time.monotonic()
+        victim.signal("TERM")
+        victim.proc.wait(10)
+        took = time.monotonic() - start
+        assert sender.poll() is None, "the trickle ended before the daemon stopped"
+    finally:
+        lab.kill(sender)
+    assert took < 2.0
+    assert "stopped: queue unbound" in victim.run_log()
+
+
 # -- 4. a detector that raises, live -------------------------------------------------------
 
 # Test-only code, loaded into the daemon through PYTHONPATH (site imports
