@@ -70,7 +70,9 @@ def test_prints_the_table(tiny_run: Run) -> None:
                     "bulk TCP"):
         assert f"-- {section}" in out, out
     for row in ("C libnetfilter_queue accept-all", "Python NetfilterQueue accept-all",
-                "ips-inline x1, clean UDP", "reached the daemon", "added by ips-inline"):
+                "ips-inline x1, clean UDP", "reached the daemon", "added by ips-inline",
+                "added by ips-inline, live.warm_interval = 0", "ips-inline CPU while idle",
+                "iperf3 upload, conntrack only"):
         assert row in out, out
 
 

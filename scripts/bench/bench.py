@@ -416,9 +416,9 @@ class Render:
             self.latency_rows(self.res[f"latency.{mode}"], self.res.get(f"ips.callback.{mode}"),
                               self.res.get(f"latency.nowarm.{mode}"))
         for tag, label in (("", "default config"), (".nowarm", "live.warm_interval = 0")):
-            if f"cpu{tag}" in self.res:
-                self.r.add(Row(f"ips-inline CPU while idle, {label}",
-                               f"{100 * self.res[f'cpu{tag}']:.1f}%", "", "",
+            row = f"ips-inline CPU while idle, {label}"
+            if not self.missing(row, f"cpu{tag}"):
+                self.r.add(Row(row, f"{100 * self.res[f'cpu{tag}']:.1f}%", "", "",
                                f"of one core, over {IDLE_CPU_SECONDS:.0f} s without traffic"))
 
     def latency_rows(self, res: dict[str, dict[str, probes.Added]],
