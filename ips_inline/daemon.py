@@ -30,13 +30,12 @@ from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .signals import handle_signals
-from .sources.nfqueue import QueueError, QueueSource, make_callback
+from .sources.nfqueue import WAIT_MAX, QueueError, QueueSource, make_callback
 from .warm import Warmer
 
 log = logging.getLogger("ips_inline")
 CAP_NET_ADMIN = 12
 TICK = 1.0  # seconds between housekeeping rounds
-WAIT_MAX = 0.2  # seconds a wait for packets lasts at most: how soon a signal's flag is seen
 PRUNE_EVERY = 3600.0
 EVE_ALERTS_PER_SECOND = 200  # alert records written a second at most; the rest counted
 

@@ -293,8 +293,7 @@ class Engine:
         if pkt.truncated:
             self.stats.truncated += 1
             if self.cfg.engine.truncated_policy == "drop":
-                self.stats.verdicts[TRUNCATED_DROP] += 1
-                return DROP
+                return self._count(TRUNCATED_DROP)
         if pkt.fragment:
             return self._fragment(buf, pkt, now)
         return self._truncated(pkt, now)
@@ -304,17 +303,14 @@ class Engine:
         one completes its datagram, which is inspected whole; that fragment
         carries the datagram's verdict, so a dropped datagram never completes."""
         if self.bans.is_banned(pkt.src, now):
-            self.stats.verdicts[BANNED] += 1
-            return DROP
+            return self._count(BANNED)
         status, datagram = self.defrag.feed(buf, now)
         if status == COMPLETE:
             verdict = self.process(datagram, now)
             if verdict == DROP:
                 self.defrag.condemn(now)  # its late pieces are dropped too
             return verdict
-        code = FRAGMENT_HELD if status == HELD else FRAGMENT_DROP
-        self.stats.verdicts[code] += 1
-        return _VERDICT[code]
+        return self._count(FRAGMENT_HELD if status == HELD else FRAGMENT_DROP)
 
     def _truncated(self, pkt: Packet, now: float) -> int:
         """Accepted by policy: inspected as far as it goes, then its stream is

@@ -10,8 +10,9 @@ Handler = Callable[[int, object], None]
 
 
 class SignalWake:
-    """A socket pair the signal machinery writes a byte to on each signal, so
-    a select() loop wakes at once instead of at its next timeout.
+    """A socket pair the signal machinery writes a byte to on each signal
+    (set_wakeup_fd, from creation until close), so a select() loop wakes at
+    once instead of at its next timeout.
 
     Both ends live as long as this object: set_wakeup_fd() keeps only the
     write end's number, and a collected write end would close it, leaving
@@ -21,6 +22,7 @@ class SignalWake:
         self.r, self._w = socket.socketpair()
         self._w.setblocking(False)
         self.r.setblocking(False)
+        signal.set_wakeup_fd(self._w.fileno())
 
     def fileno(self) -> int:
         return self.r.fileno()
@@ -43,7 +45,6 @@ def catch_signals(on_stop: Handler, on_hup: Handler) -> SignalWake:
     """SIGTERM/SIGINT -> on_stop, SIGHUP -> on_hup; returns the wake-up to
     select() on (keep it until the loop ends, then close it)."""
     wake = SignalWake()
-    signal.set_wakeup_fd(wake._w.fileno())
     handle_signals(on_stop, on_hup)
     return wake
 

@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 # Verdicts deferred at most: bounds the added latency and keeps the packets held
 # for a batch far below any sane queue_maxlen.
 BATCH_MAX = 64
-# An ACCEPT this long after the previous packet is sent at once: the queue was
+# A verdict this long after the previous packet is sent at once: the queue was
 # idle, so no batch is coming, and waiting for the end of the drain would add
-# a recv() to this packet's latency.
+# a recv() to this packet's latency (a held drop would also hold a queue slot).
 IDLE_GAP = 0.0005
+# Seconds a wait() lasts at most: how soon the caller sees its stop flag.
+WAIT_MAX = 0.2
 
 
 class QueueError(Exception):
@@ -194,7 +196,7 @@ class _Replay:
 
 class QueueSource:
     def __init__(self, queue_num: int, maxlen: int, fail_open: bool = True,
-                 rcvbuf: int = 8 << 20, batch: bool = True, wait_max: float = 0.2) -> None:
+                 rcvbuf: int = 8 << 20, batch: bool = True, wait_max: float = WAIT_MAX) -> None:
         self.queue_num = queue_num
         self.maxlen = maxlen
         self.fail_open = fail_open

@@ -264,30 +264,35 @@ class Bench:
         finally:
             self.lab.run("victim", ["iptables", "-w", "-D", *rule], check=False)
 
+    def with_daemon(self, name: str, settings: IpsSettings,
+                    body: Callable[[Ips], None]) -> None:
+        """ips-inline with `settings` around body(ips); a failed start is
+        recorded as `name`.start and skips the body."""
+        ips = Ips(self.lab, self.tmp / name, settings)
+        if self.attempt(f"{name}.start", ips.start) is None:
+            return
+        try:
+            body(ips)
+        finally:
+            ips.stop()
+
     def live(self) -> None:
         self.attempt("services", self.services)
         self.bulk("base", None)
         self.conntrack_only()
-        ips = Ips(self.lab, self.tmp / "live", IpsSettings())
-        if self.attempt("ips.start", ips.start) is None:
-            return
-        try:
-            self.latencies(ips)
-            self.bulk("ips", ips)
-            if "pktsend" in self.bins:
-                self.attempt("banned", lambda: probes.banned_flood(
-                    self.lab, ips, self.bins["pktsend"], self.files["banned"],
-                    self.plan.banned_flood))
-                self.attempt("rss", lambda: probes.rss_flood(self.lab, ips, self.rss_sender()))
-        finally:
-            ips.stop()
+        self.with_daemon("ips", IpsSettings(), self.default_daemon)
         self.latency_without_warmup()
-        nobypass = Ips(self.lab, self.tmp / "nobypass", IpsSettings(bypass=False))
-        if self.attempt("nobypass.start", nobypass.start) is not None:
-            try:
-                self.bulk("nobypass", nobypass)
-            finally:
-                nobypass.stop()
+        self.with_daemon("nobypass", IpsSettings(bypass=False),
+                         lambda ips: self.bulk("nobypass", ips))
+
+    def default_daemon(self, ips: Ips) -> None:
+        self.latencies(ips)
+        self.bulk("ips", ips)
+        if "pktsend" in self.bins:
+            self.attempt("banned", lambda: probes.banned_flood(
+                self.lab, ips, self.bins["pktsend"], self.files["banned"],
+                self.plan.banned_flood))
+            self.attempt("rss", lambda: probes.rss_flood(self.lab, ips, self.rss_sender()))
 
     def latencies(self, ips: Ips, tag: str = "") -> None:
         """Latency rounds idle and busy, and the daemon's CPU while idle;
@@ -299,23 +304,12 @@ class Bench:
 
     def latency_without_warmup(self) -> None:
         """The same rounds with the warm-up rounds off: what they buy."""
-        ips = Ips(self.lab, self.tmp / "nowarm", IpsSettings(warm_interval=0))
-        if self.attempt("nowarm.start", ips.start) is None:
-            return
-        try:
-            self.latencies(ips, ".nowarm")
-        finally:
-            ips.stop()
+        self.with_daemon("nowarm", IpsSettings(warm_interval=0),
+                         lambda ips: self.latencies(ips, ".nowarm"))
 
     def latency_only(self) -> None:
         self.attempt("services", self.services)
-        ips = Ips(self.lab, self.tmp / "live", IpsSettings())
-        if self.attempt("ips.start", ips.start) is None:
-            return
-        try:
-            self.latencies(ips)
-        finally:
-            ips.stop()
+        self.with_daemon("ips", IpsSettings(), self.latencies)
         self.latency_without_warmup()
 
     def rss_sender(self) -> tuple[list[str], list[str]]:
