@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .config import IPSET_MAX_TIMEOUT, BanConfig
-from .tables import BoundedTable
+from .packet.tables import BoundedTable
 
 
 class Enforcer(Protocol):

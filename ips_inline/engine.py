@@ -15,15 +15,15 @@ import logging
 from collections import Counter
 
 from .bans import BanManager, Whitelist
-from .clean_values import CleanValues
 from .config import Config
-from .decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
-from .defrag import COMPLETE, HELD, Defrag
 from .detectors import Context, Detector, build
 from .detectors.base import Signature
 from .eve import EventSink, alert_record, ban_record, unban_record
-from .flows import Flow, FlowTable, StreamError
-from .http import HttpRequest, HttpStream
+from .http.clean import CleanValues
+from .http.stream import HttpRequest, HttpStream
+from .packet.decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
+from .packet.defrag import COMPLETE, HELD, Defrag
+from .packet.flows import Flow, FlowTable, StreamError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from .decode import PROTO_NAMES, Packet, format_ip
 from .detectors.base import Signature
+from .packet.decode import PROTO_NAMES, Packet, format_ip
 
 GID = 1
 REV = 1

@@ -18,8 +18,8 @@ import dpkt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ips_inline.config import Config  # noqa: E402
-from ips_inline.decode import Malformed, decode  # noqa: E402
 from ips_inline.eve import Collect  # noqa: E402
+from ips_inline.packet.decode import Malformed, decode  # noqa: E402
 from ips_inline.replay import build_engine  # noqa: E402
 from ips_inline.sources.pcap import read_packets  # noqa: E402
 

@@ -11,7 +11,7 @@ from packets import VICTIM, ping, raw, tcp, udp
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 
-from ips_inline.decode import (
+from ips_inline.packet.decode import (
     FIN,
     PROTO_ICMP6,
     PROTO_TCP,

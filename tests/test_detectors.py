@@ -206,9 +206,9 @@ def test_tcp_dispatch_by_flags_never_hides_a_detection() -> None:
     """The engine routes a segment only to detectors whose fires_on() admits
     its flags: for every flag byte, a detector that fires (thresholds at 0,
     so one packet is enough) must be admitted."""
-    from ips_inline.decode import decode
     from ips_inline.detectors import Context, build
-    from ips_inline.flows import FlowTable
+    from ips_inline.packet.decode import decode
+    from ips_inline.packet.flows import FlowTable
 
     cfg = Config()
     for det_cfg in cfg.detectors.values():

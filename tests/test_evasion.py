@@ -1,6 +1,6 @@
 """Evasion resistance: the engine must judge what the host will see.
 
-IP fragments (ips_inline/defrag.py, reached from Engine.process), TCP stream
+IP fragments (ips_inline/packet/defrag.py, reached from Engine.process), TCP stream
 overlaps and out-of-order bounds (Flow.reassemble), truncated packets,
 chunked request bodies, and the encodings attackers hide behind, with benign
 look-alikes that must stay clean. Replay-level checks of the evasion captures
@@ -22,12 +22,13 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from ips_inline import defrag as dfg
 from ips_inline.config import PAYLOAD_DETECTORS, Config, ConfigError, from_dict
-from ips_inline.decode import decode
-from ips_inline.defrag import COMPLETE, DROPPED, HELD, Defrag
 from ips_inline.engine import REASONS
-from ips_inline.flows import (
+from ips_inline.http.stream import HttpStream
+from ips_inline.packet import defrag as dfg
+from ips_inline.packet.decode import decode
+from ips_inline.packet.defrag import COMPLETE, DROPPED, HELD, Defrag
+from ips_inline.packet.flows import (
     PENDING_SEGMENTS,
     TAIL_BYTES,
     TAIL_MIN,
@@ -36,7 +37,6 @@ from ips_inline.flows import (
     StreamMemory,
     StreamOverflow,
 )
-from ips_inline.http import HttpStream
 from ips_inline.replay import replay
 
 REPO = Path(__file__).resolve().parent.parent

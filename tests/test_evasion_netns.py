@@ -12,7 +12,7 @@ Measured facts asserted here:
 - IPv6 fragments reach the queue one by one unless a rule in the namespace
   uses conntrack (the connmark rules of flow bypass do): then nf_defrag_ipv6
   reassembles them first and the queue gets one packet, fragment header gone.
-So the engine must reassemble IPv6 itself (ips_inline/defrag.py). Also seen,
+So the engine must reassemble IPv6 itself (ips_inline/packet/defrag.py). Also seen,
 not asserted: with conntrack, a datagram whose fragments followed an extension
 header (hop-by-hop or destination options) is reassembled and queued, then
 discarded by the host's stack (Ip6InHdrErrors), queue or no queue.

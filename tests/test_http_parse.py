@@ -10,8 +10,8 @@ from html.entities import html5
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ips_inline.http import HttpRequest, HttpStream, _strip_version, head_end
-from ips_inline.normalize import unescape
+from ips_inline.http.normalize import unescape
+from ips_inline.http.stream import HttpRequest, HttpStream, _strip_version, head_end
 
 HEAD_END = re.compile(rb"\r?\n\r?\n")  # a blank line ends the head
 VERSION = re.compile(rb"\s+HTTP/\d(\.\d)?$")

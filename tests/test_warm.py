@@ -6,8 +6,8 @@ from conftest import Harness
 from packets import ping
 
 from ips_inline.config import Config
-from ips_inline.decode import PROTO_ICMP, PROTO_TCP, PROTO_UDP, SYN, decode
 from ips_inline.engine import REASONS
+from ips_inline.packet.decode import PROTO_ICMP, PROTO_TCP, PROTO_UDP, SYN, decode
 from ips_inline.warm import PACKETS, Warmer
 
 CLEAN = REASONS.index(("accept", "clean"))

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..config import DetectorConfig, EngineConfig
-from ..tables import BoundedTable
+from ..packet.tables import BoundedTable
 
 if TYPE_CHECKING:
-    from ..decode import Packet
-    from ..flows import Flow, FlowTable
+    from ..packet.decode import Packet
+    from ..packet.flows import Flow, FlowTable
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import re
 
 import libinjection
 
-from ..decode import PROTO_TCP, Packet
-from ..flows import Flow
-from ..normalize import fold, url_text
+from ..http.normalize import fold, url_text
+from ..packet.decode import PROTO_TCP, Packet
+from ..packet.flows import Flow
 from .base import BaseDetector, Signature
 
 SIG_SQLI = Signature(1000010, "SQL injection in HTTP request", "Web Application Attack", 1)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..decode import PROTO_ICMP, PROTO_ICMP6, Packet
-from ..flows import Flow
-from ..tables import RateWindow
+from ..packet.decode import PROTO_ICMP, PROTO_ICMP6, Packet
+from ..packet.flows import Flow
+from ..packet.tables import RateWindow
 from .base import BaseDetector, Context, Signature
 
 _ECHO = {PROTO_ICMP: 8, PROTO_ICMP6: 128}

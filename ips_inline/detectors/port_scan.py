@@ -8,8 +8,8 @@ counted, or every resolver would look like a scanner.
 
 from __future__ import annotations
 
-from ..decode import ACK, PROTO_TCP, PROTO_UDP, Packet
-from ..flows import Flow
+from ..packet.decode import ACK, PROTO_TCP, PROTO_UDP, Packet
+from ..packet.flows import Flow
 from .base import BaseDetector, Context, Signature
 
 SIG = Signature(1000004, "Port scan: many distinct destination ports",

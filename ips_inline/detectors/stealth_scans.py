@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..decode import ACK, FIN, PROTO_TCP, PSH, URG, Packet
-from ..flows import Flow
+from ..packet.decode import ACK, FIN, PROTO_TCP, PSH, URG, Packet
+from ..packet.flows import Flow
 from .base import BaseDetector, Signature
 
 _FLAG_BITS = 0x3F  # FIN..URG; ECE/CWR are congestion bits, not part of the scan

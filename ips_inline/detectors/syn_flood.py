@@ -4,9 +4,9 @@ completed), counted by the flow table."""
 
 from __future__ import annotations
 
-from ..decode import ACK, PROTO_TCP, SYN, Packet
-from ..flows import Flow
-from ..tables import RateWindow
+from ..packet.decode import ACK, PROTO_TCP, SYN, Packet
+from ..packet.flows import Flow
+from ..packet.tables import RateWindow
 from .base import BaseDetector, Context, Signature
 
 SIG_RATE = Signature(1000002, "TCP SYN flood (rate)", "Attempted Denial of Service", 2)

@@ -63,7 +63,7 @@ class HttpRequest:
     free-text headers); `values` is each as the application will see it,
     `folded` the same for pattern matching (see normalize.fold). Both are
     computed on first use: the engine first drops the parts it already
-    knows clean (clean_values.py), so repeats are neither decoded nor
+    knows clean (http/clean.py), so repeats are neither decoded nor
     inspected."""
 
     __slots__ = ("head", "body", "truncated", "method", "target", "headers", "parts",

@@ -22,7 +22,7 @@ from .decode import ACK, FIN, RST, SYN, Packet
 from .tables import BoundedTable
 
 if TYPE_CHECKING:
-    from .http import HttpStream
+    from ..http.stream import HttpStream
 
 FlowKey = tuple[bytes, int, bytes, int]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from .http import Part
+from .stream import Part
 
 MAX_VALUES = 4096
 MAX_CHARS = 512  # longer values are rare and unlikely to repeat: not kept

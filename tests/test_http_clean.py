@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from packets import CLIENT, Conn, http_get
 
-from ips_inline.clean_values import CleanValues
+from ips_inline.http.clean import CleanValues
 
 
 def test_unseen_keeps_order_and_counts_hits() -> None:
