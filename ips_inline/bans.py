@@ -1,10 +1,19 @@
 """Escalation from offences to bans, and the Enforcer interface bans go through.
 
 The engine reports offences; this decides when a source is banned and for how
-long (repeat bans last longer: base * factor**n, clamped to max_duration and to
-ipset's per-entry limit), caps new bans per minute, and never bans a
-whitelisted address. Enforcement itself (kernel ipset, or a recorder in replay)
-sits behind `Enforcer`.
+long, caps new bans per minute, and never bans a whitelisted address.
+Enforcement itself (kernel ipset, or a recorder in replay) sits behind
+`Enforcer`.
+
+Evidence a forger can produce must not escalate: an offence is *proven* when
+it came on a connection whose handshake the kernel saw completed (the source
+received our SYN-ACK, so it is who it claims to be); floods and scans are
+stateless and can be sent in anyone's name. Proven bans escalate (base *
+factor**n, clamped to max_duration and to ipset's per-entry limit); unproven
+ones always last base_duration, so forged packets can at worst repeat a short
+ban, never lengthen it. The per-minute cap on new bans is kept per detector:
+a forged storm of one kind of evidence cannot use up the bans another
+detector needs.
 """
 
 from __future__ import annotations
@@ -50,14 +59,15 @@ class Whitelist:
 
 
 class _History:
-    """Per source: offences in the current window per detector, and bans so far."""
+    """Per source: offences in the current window per detector, and its
+    escalation step (proven bans so far)."""
 
     __slots__ = ("seen", "offences", "bans", "banned_until")
 
     def __init__(self, now: float) -> None:
         self.seen = now
         self.offences: dict[str, tuple[float, int]] = {}  # detector -> (window start, count)
-        self.bans = 0
+        self.bans = 0  # proven bans so far: the escalation step
         self.banned_until = 0.0
 
 
@@ -71,8 +81,7 @@ class BanManager:
         self.history = BoundedTable[bytes, _History]("offenders", cfg.max_tracked, ttl)
         self.active: dict[bytes, float] = {}  # raw src -> ban expiry (engine time)
         self.rate_capped = 0
-        self._minute_start = 0.0
-        self._minute_bans = 0
+        self._minute: dict[str, tuple[float, int]] = {}  # detector -> (minute start, bans)
         self.unbans = 0
         self.on_ban = None  # callback(src_raw, detector, duration, count, now): EVE, metrics
         self.on_unban = None  # callback(src_raw, reason, now)
@@ -86,9 +95,11 @@ class BanManager:
         del self.active[src]
         return False
 
-    def offence(self, src: bytes, detector: str, ban_after: int, now: float) -> bool:
+    def offence(self, src: bytes, detector: str, ban_after: int, now: float,
+                proven: bool = False) -> bool:
         """Record one offence; ban when `ban_after` are reached inside the
-        window. Returns True if this offence caused a ban."""
+        window. `proven`: the evidence came on a kernel-proven connection.
+        Returns True if this offence caused a ban."""
         entry = self.history.get(src, now)
         if entry is None:
             entry = _History(now)
@@ -102,28 +113,34 @@ class BanManager:
         if count < ban_after or src in self.whitelist:
             return False
         entry.offences[detector] = (now, 0)
-        return self._ban(src, entry, detector, now)
+        return self._ban(src, entry, detector, now, proven)
 
     def duration(self, previous_bans: int) -> int:
         cfg = self.cfg
         seconds = cfg.base_duration * cfg.factor ** min(previous_bans, 64)
         return int(min(seconds, cfg.max_duration, IPSET_MAX_TIMEOUT))
 
-    def _ban(self, src: bytes, entry: _History, detector: str, now: float) -> bool:
-        if now - self._minute_start >= 60.0:
-            self._minute_start, self._minute_bans = now, 0
-        if self._minute_bans >= self.cfg.max_per_minute:
+    def _ban(self, src: bytes, entry: _History, detector: str, now: float,
+             proven: bool) -> bool:
+        start, made = self._minute.get(detector, (now, 0))
+        if now - start >= 60.0:
+            start, made = now, 0
+        if made >= self.cfg.max_per_minute:
             self.rate_capped += 1
             return False
-        self._minute_bans += 1
-        duration = self.duration(entry.bans)
-        entry.bans += 1
+        self._minute[detector] = (start, made + 1)
+        if proven:
+            duration = self.duration(entry.bans)
+            entry.bans += 1
+        else:
+            duration = self.duration(0)  # forgeable evidence: never escalates
         entry.banned_until = now + duration
         self.active[src] = now + duration
         ip = str(ipaddress.ip_address(src))
-        self.enforcer.ban(ip, duration, detector, entry.bans)
+        step = max(entry.bans, 1)
+        self.enforcer.ban(ip, duration, detector, step)
         if self.on_ban is not None:
-            self.on_ban(src, detector, duration, entry.bans, now)
+            self.on_ban(src, detector, duration, step, now)
         return True
 
     def seed(self, src: bytes, count: int, until: float, now: float) -> None:

@@ -49,9 +49,11 @@ def _detector_defaults() -> dict[str, DetectorConfig]:
         "icmp_flood": DetectorConfig(threshold=50, window=1.0),
         "syn_flood": DetectorConfig(threshold=100, window=1.0, half_open_threshold=64),
         "port_scan": DetectorConfig(threshold=20, window=10.0),
-        "null_scan": DetectorConfig(),
-        "fin_scan": DetectorConfig(),
-        "xmas_scan": DetectorConfig(),
+        # Stealth scans: more than 5 distinct ports probed within 5 s (nmap probes
+        # hundreds a second; a lone odd FIN after a lost connection is one port).
+        "null_scan": DetectorConfig(threshold=5, window=5.0),
+        "fin_scan": DetectorConfig(threshold=5, window=5.0),
+        "xmas_scan": DetectorConfig(threshold=5, window=5.0),
         **payload,
     }
 
@@ -72,9 +74,23 @@ class EngineConfig:
     http_max_head: int = 16384  # bytes of request head buffered per connection
     http_max_body: int = 16384  # bytes of request body buffered per connection
     alert_interval: float = 1.0  # seconds between repeated alert records per source+detector
-    # A connection is bypassed (no longer queued) after this many packets once
-    # its requests were all complete and clean, or it is not HTTP; 0 = never.
+    # A connection whose stream is not HTTP is bypassed (no longer queued) after
+    # this many packets; 0 = never.
     bypass_after_packets: int = 32
+    # Once the kernel proved a connection's handshake, its segments without
+    # payload skip the queue (its data segments stay queued and inspected).
+    bypass_acks: bool = True
+    # A connection whose stream the engine cannot follow (framing it cannot
+    # parse, a bound, a desync, a lost or truncated segment): "drop" blocks the
+    # connection (fail closed), "accept" stops inspecting it.
+    stream_error_policy: str = "drop"
+    # Packets the kernel's conntrack finds INVALID (bad flags, out of window,
+    # bad checksum): counted by the scan detectors, then dropped or accepted.
+    invalid_policy: str = "drop"
+    http_max_inspect: int = 4 << 20  # characters of one request fed to detectors, at most
+    # The HTTP/2 cleartext preface (h2c): the engine cannot inspect HTTP/2:
+    # "drop" fails closed, "accept" lets such connections through uninspected.
+    http2_cleartext: str = "drop"
 
 
 @dataclass
@@ -104,6 +120,10 @@ class LiveConfig:
     sock_rcvbuf: int = 8 << 20  # netlink socket receive buffer, bytes
     workers: int = 1  # processes on --queue-balance queue_num..queue_num+workers-1
     bypass_mark: int = 0x40000000  # packet/conntrack mark bit of bypassed flows; 0 = no bypass
+    ack_bypass_mark: int = 0x20000000  # ... of flows whose data-less segments skip the queue
+    block_mark: int = 0x10000000  # ... of blocked flows, dropped by the kernel; 0 = engine only
+    ct_mark: int = 0x07000000  # mark bits that carry the conntrack state to the engine
+    skip_udp_replies: bool = True  # UDP/ICMP replies to the host's own traffic skip the queue
     warm_interval: float = 0.005  # seconds between warm-up rounds (warm.py); 0 = none
 
 
@@ -195,7 +215,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
-    for key in ("malformed_policy", "error_policy", "truncated_policy"):
+    for key in ("malformed_policy", "error_policy", "truncated_policy", "stream_error_policy",
+                "invalid_policy", "http2_cleartext"):
         if getattr(cfg.engine, key) not in ("accept", "drop"):
             raise ConfigError(f"config key engine.{key} must be 'accept' or 'drop'")
     for cidr in cfg.engine.whitelist:
@@ -214,8 +235,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key bans.max_duration exceeds ipset's limit {IPSET_MAX_TIMEOUT}")
     if cfg.engine.bypass_after_packets < 0:
         raise ConfigError("config key engine.bypass_after_packets must be 0 (never) or more")
-    if not 0 <= cfg.live.bypass_mark < 1 << 32:
-        raise ConfigError("config key live.bypass_mark must be a 32-bit mark (0 = no bypass)")
+    _marks(cfg.live)
     if not 1 <= cfg.live.workers <= 64 or cfg.live.queue_num + cfg.live.workers > 65536:
         raise ConfigError("config key live.workers must be 1..64 (queues within 0..65535)")
     if not 0 <= cfg.live.warm_interval <= 1:
@@ -226,6 +246,26 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key metrics.port must be 1..65535")
     if not 1 <= cfg.metrics.latency_sample <= 65536:
         raise ConfigError("config key metrics.latency_sample must be 1..65536")
+
+
+def _marks(live: LiveConfig) -> None:
+    """Mark bits: each within 32 bits, the single-bit ones one bit each, the
+    conntrack field three contiguous bits, none overlapping."""
+    marks = {"bypass_mark": live.bypass_mark, "ack_bypass_mark": live.ack_bypass_mark,
+             "block_mark": live.block_mark}
+    for key, value in marks.items():
+        if not 0 <= value < 1 << 32 or value & (value - 1):
+            raise ConfigError(f"config key live.{key} must be one bit of the 32-bit mark, or 0")
+    field = live.ct_mark
+    low = field & -field
+    if not 0 < field < 1 << 32 or field != low * 7:
+        raise ConfigError("config key live.ct_mark must be three adjacent bits of the mark "
+                          "(e.g. 0x07000000)")
+    used = field
+    for key, value in marks.items():
+        if value & used:
+            raise ConfigError(f"config key live.{key} overlaps another mark")
+        used |= value
 
 
 _ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))

@@ -30,7 +30,7 @@ from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .signals import handle_signals
-from .sources.nfqueue import WAIT_MAX, QueueError, QueueSource, make_callback
+from .sources.nfqueue import WAIT_MAX, Marks, QueueError, QueueSource, make_callback
 from .warm import Warmer
 
 log = logging.getLogger("ips_inline")
@@ -132,9 +132,10 @@ class Daemon:
 
     # -- main loop --------------------------------------------------------------
     def run(self) -> int:
-        callback = make_callback(self.engine.process, self.latency.observe,
-                                 self.cfg.live.bypass_mark, self.source.batch,
-                                 self.cfg.metrics.latency_sample)
+        live = self.cfg.live
+        marks = Marks(live.bypass_mark, live.ack_bypass_mark, live.block_mark, live.ct_mark)
+        callback = make_callback(self.engine.process, self.latency.observe, marks,
+                                 self.source.batch, self.cfg.metrics.latency_sample)
         try:
             self.source.bind(callback)
         except QueueError as exc:

@@ -1,12 +1,23 @@
 """The engine: one packet in, one verdict out.
 
-    decode -> ban check -> flow state -> detectors (by protocol) -> HTTP
-    requests -> payload detectors -> verdict -> offences/bans (enforcer)
+    decode -> conntrack state -> ban check -> flow state -> detectors (by
+    protocol) -> HTTP requests -> payload detectors -> verdict ->
+    offences/bans (enforcer)
 
 Alerts and bans go to an EventSink on the side; counters live in `Stats` and
 are read by metrics at scrape time. The engine never reads the clock: live
 passes wall time, replay passes capture time, so a replay is deterministic.
 One engine per worker process; it is not thread-safe and needs no locks.
+
+The kernel's conntrack state comes with each live packet (packet/conntrack.py);
+replay infers it. It decides what a forger can and cannot make the engine
+believe: floods and scans count only packets that open or probe (NEW,
+INVALID), never replies; payload offences count toward a ban only on a
+connection whose handshake the kernel proved; INVALID packets (which the host
+would not take either) are dropped after the scan detectors counted them.
+Where the engine cannot follow a connection's stream (framing it cannot
+parse, a bound, a desync, an exception), it fails closed for that connection
+(`engine.stream_error_policy`).
 """
 
 from __future__ import annotations
@@ -20,31 +31,40 @@ from .detectors import Context, Detector, build
 from .detectors.base import Signature
 from .eve import EventSink, alert_record, ban_record, unban_record
 from .http.clean import CleanValues
-from .http.stream import HttpRequest, HttpStream
-from .packet.decode import MALFORMED_REASONS, PROTO_TCP, Malformed, Packet, decode
+from .http.stream import END, NOT_HTTP, HttpError, HttpRequest, HttpStream
+from .packet import conntrack as ct
+from .packet.decode import MALFORMED_REASONS, PROTO_TCP, SYN, URG, Malformed, Packet, decode
 from .packet.defrag import COMPLETE, HELD, Defrag
-from .packet.flows import Flow, FlowTable, StreamError
+from .packet.flows import Flow, FlowTable, StreamError, StreamOverflow
 
 log = logging.getLogger(__name__)
 
-# Verdicts. BYPASS accepts and asks the kernel to stop queueing the connection.
-DROP, ACCEPT, BYPASS = 0, 1, 2
+# Verdicts. BYPASS accepts and asks the kernel to stop queueing the connection;
+# BYPASS_ACKS to stop queueing its segments without payload; BLOCK drops and
+# asks the kernel to drop the rest of the connection itself.
+DROP, ACCEPT, BYPASS, BYPASS_ACKS, BLOCK = 0, 1, 2, 3, 4
 # (verdict, reason) label pairs; Stats.verdicts is indexed by these codes, and
 # a request's worst outcome is their max, so the order matters.
 REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"),
            ("accept", "malformed"), ("accept", "error"), ("drop", "detector"),
            ("drop", "banned"), ("drop", "malformed"), ("drop", "error"), ("accept", "bypass"),
            ("drop", "stream_conflict"), ("drop", "stream_overflow"), ("accept", "fragment_held"),
-           ("drop", "fragment"), ("drop", "truncated"))
+           ("drop", "fragment"), ("drop", "truncated"), ("drop", "stream_error"),
+           ("drop", "invalid"), ("accept", "invalid"))
 (CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
  MALFORMED_DROP, ERROR_DROP, BYPASSED, STREAM_CONFLICT, STREAM_OVERFLOW, FRAGMENT_HELD,
- FRAGMENT_DROP, TRUNCATED_DROP) = range(len(REASONS))
+ FRAGMENT_DROP, TRUNCATED_DROP, STREAM_ERROR, INVALID_DROP, INVALID_OK) = range(len(REASONS))
 _VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept" else DROP
                  for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
 SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
 _TCP_FLAG_BITS = 0x3F  # FIN..URG: what the TCP detectors look at (not ECE/CWR)
 _TCP_FLAG_COMBOS = _TCP_FLAG_BITS + 1
+# Why a stream could not be followed (besides HttpError reasons): metrics label values.
+STREAM_ERRORS = ("lost", "urgent", "truncated", "exception", "head_too_long", "desync",
+                 "bad_request_line", "bad_length", "conflicting_length", "length_and_chunked",
+                 "bad_transfer_encoding", "chunk_size", "chunk_framing", "chunk_line",
+                 "inspect_budget", "http2_cleartext", "proxy_header")
 
 
 class Stats:
@@ -55,6 +75,7 @@ class Stats:
         self.alerts: Counter[str] = Counter()
         self.bans: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter(dict.fromkeys(MALFORMED_REASONS, 0))
+        self.stream_errors: Counter[str] = Counter(dict.fromkeys(STREAM_ERRORS, 0))
         self.exceptions = 0
         self.truncated = 0  # shorter than their IP header says (NFQUEUE copy limit)
 
@@ -76,6 +97,7 @@ class Engine:
         bans.on_ban = self._on_ban
         bans.on_unban = self._on_unban
         self.flows = FlowTable(cfg.engine.max_flows, cfg.engine.flow_ttl, cfg.engine.half_open_ttl)
+        self.infer = ct.CtInfer(cfg.engine.max_flows, cfg.engine.flow_ttl)
         self._last_alert: dict[tuple[bytes, str], float] = {}
         self._next_sweep = 0.0
         self._ctx: Context | None = None
@@ -87,9 +109,10 @@ class Engine:
         """Apply a new config (SIGHUP). Connections, bans and counters stay;
         detectors start afresh with their new thresholds."""
         self.cfg = cfg
+        eng = cfg.engine
         self.bans.cfg = cfg.bans
-        self.whitelist = self.bans.whitelist = Whitelist(cfg.engine.whitelist)
-        self._ctx = Context(cfg.engine, self.flows, self._ctx.tables if self._ctx else {})
+        self.whitelist = self.bans.whitelist = Whitelist(eng.whitelist)
+        self._ctx = Context(eng, self.flows, self._ctx.tables if self._ctx else {})
         self.detectors = build(cfg, self._ctx)
         for det in self.detectors:
             self.stats.alerts.setdefault(det.name, 0)
@@ -105,10 +128,14 @@ class Engine:
             for flags in range(_TCP_FLAG_COMBOS))
         self._payload = tuple(d for d in self.detectors if d.payload)
         self._clean = CleanValues()  # new rules: what was clean must be looked at again
-        self._bypass_after = cfg.engine.bypass_after_packets
+        self._white: dict[bytes, bool] = {}  # source -> whitelisted (a cache, bounded)
+        self._bypass_after = eng.bypass_after_packets
+        self._fail_closed = eng.stream_error_policy == "drop"
+        self._drop_invalid = eng.invalid_policy == "drop"
 
-    def process(self, buf: bytes, now: float) -> int:
-        """Verdict for one packet: DROP, ACCEPT or BYPASS. Never raises."""
+    def process(self, buf: bytes, now: float, state: int = ct.UNKNOWN) -> int:
+        """Verdict for one packet: DROP, ACCEPT, BYPASS, BYPASS_ACKS or BLOCK.
+        `state` is the kernel's conntrack state (UNKNOWN: infer it). Never raises."""
         try:
             pkt = decode(buf)
         except Malformed as exc:
@@ -117,15 +144,18 @@ class Engine:
             return self._malformed("decode_error")
         try:
             if pkt.fragment or pkt.truncated:  # rare: one check keeps them off the fast path
-                return self._unusual(buf, pkt, now)
-            return self._inspect(pkt, now)
+                return self._unusual(buf, pkt, state, now)
+            return self._inspect(pkt, state, now)
         except Exception:
-            self.stats.exceptions += 1
-            if now >= self._next_error_log:  # crafted packets must not flood the log
-                self._next_error_log = now + ERROR_LOG_INTERVAL
-                log.exception("engine error on a packet from %s (%d so far)", pkt.src_ip,
-                              self.stats.exceptions)
+            self._error(pkt, now)
             return self._verdict(self.cfg.engine.error_policy == "accept", ERROR_OK, ERROR_DROP)
+
+    def _error(self, pkt: Packet, now: float) -> None:
+        self.stats.exceptions += 1
+        if now >= self._next_error_log:  # crafted packets must not flood the log
+            self._next_error_log = now + ERROR_LOG_INTERVAL
+            log.exception("engine error on a packet from %s (%d so far)", pkt.src_ip,
+                          self.stats.exceptions)
 
     def _malformed(self, reason: str) -> int:
         self.stats.malformed[reason] += 1
@@ -136,12 +166,23 @@ class Engine:
         self.stats.verdicts[if_accept if accept else if_drop] += 1
         return ACCEPT if accept else DROP
 
-    def _inspect(self, pkt: Packet, now: float) -> int:
+    def _inspect(self, pkt: Packet, state: int, now: float) -> int:
         if now >= self._next_sweep:  # expire(), inlined: this runs per packet
             self.sweep(now)
+        white = self._white.get(pkt.src)
+        if white is None:
+            white = self._whitelisted(pkt.src)
+        if white:  # as in the kernel, which accepts them before the queue
+            self._verdicts[WHITELISTED] += 1
+            return ACCEPT
         if pkt.src in self._banned and self.bans.is_banned(pkt.src, now):  # a dict hit first
             self._verdicts[BANNED] += 1
             return DROP
+        if state == ct.UNKNOWN:
+            state = self.infer.classify(pkt, now)
+        pkt.ct = state
+        if state == ct.INVALID:
+            return self._invalid(pkt, now)
         if pkt.proto == PROTO_TCP:
             return self._segment(pkt, now)
         for det in self._dispatch.get(pkt.proto, ()):
@@ -151,15 +192,33 @@ class Engine:
         self._verdicts[CLEAN] += 1
         return ACCEPT
 
+    def _whitelisted(self, src: bytes) -> bool:
+        if len(self._white) >= self.cfg.engine.max_sources:
+            self._white.clear()
+        white = self._white[src] = src in self.whitelist
+        return white
+
+    def _invalid(self, pkt: Packet, now: float) -> int:
+        """The kernel found no sense in it (a scan probe, a forged or stale
+        segment): scans count it, then it is dropped; it never touches
+        connection state."""
+        dets = self._tcp[pkt.flags & _TCP_FLAG_BITS] if pkt.proto == PROTO_TCP \
+            else self._dispatch.get(pkt.proto, ())
+        for det in dets:
+            sig = det.inspect(pkt, None, now)
+            if sig is not None:
+                return self._count(self._hit(det, sig, pkt, None, now))
+        return self._count(INVALID_DROP if self._drop_invalid else INVALID_OK)
+
     def _segment(self, pkt: Packet, now: float) -> int:
         """A TCP segment: connection state, the detectors that can fire on its
         flags, then the initiator's stream (HTTP) and bypass."""
         flow = self.flows.track(pkt, now)
         if flow is not None:
             if flow.blocked:
-                return self._count(DETECTED)
-            if flow.bypassed:  # live, the kernel stops queueing it; replay does likewise
-                return self._count(BYPASSED)
+                return self._count(STREAM_ERROR if flow.blocked != "detector" else DETECTED)
+            if flow.bypassed == BYPASS or flow.bypassed == BYPASS_ACKS and not pkt.payload:
+                return self._count(BYPASSED)  # live, the kernel no longer queues these
         for det in self._tcp[pkt.flags & _TCP_FLAG_BITS]:
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
@@ -168,49 +227,110 @@ class Engine:
             self._verdicts[CLEAN] += 1
             return ACCEPT
         code = CLEAN
-        if (pkt.payload and pkt.src == flow.src and flow.established
-                and not (flow.http is not None and flow.http.dead)):
-            code = self._inspect_stream(pkt, flow, now)
+        if pkt.payload and flow.from_initiator(pkt):
+            code = self._stream(pkt, flow, now)
         flow.packets += 1
-        if code == CLEAN and flow.packets >= self._bypass_after and self._bypass_after:
-            code = self._maybe_bypass(flow)
-        return self._count(code)
+        if code == CLEAN:
+            return self._maybe_bypass(flow)
+        return self._blocked(flow) if code in (DETECTED, STREAM_ERROR) else self._count(code)
 
     def _count(self, code: int) -> int:
         self._verdicts[code] += 1
         return _VERDICT[code]
 
-    def _maybe_bypass(self, flow: Flow) -> int:
-        """Bypass a connection once it has shown it carries nothing left to
-        inspect: its stream is not HTTP (or past the buffer bounds), or every
-        request so far was complete and clean and nothing is half-buffered."""
-        http = flow.http
-        if http is None or not (http.dead or (http.requests and not http.buf)):
-            return CLEAN
-        flow.bypassed = True
-        return BYPASSED
+    def _blocked(self, flow: Flow) -> int:
+        """The verdict for the segment that got its connection blocked: live,
+        the kernel then drops the rest of the connection itself."""
+        self._verdicts[STREAM_ERROR if flow.blocked != "detector" else DETECTED] += 1
+        return BLOCK
 
-    def _inspect_stream(self, pkt: Packet, flow: Flow, now: float) -> int:
-        """A data segment from the initiator: reassemble, cut HTTP requests,
-        run the payload detectors on each complete one. The segment that
-        completes an attacking request is the one dropped."""
-        code = CLEAN
+    def _maybe_bypass(self, flow: Flow) -> int:
+        """Bypass once nothing is left to inspect: a stream that is not HTTP
+        (after bypass_after_packets), entirely; the segments without payload
+        of a connection once its handshake is done, since data segments,
+        where requests travel, stay queued."""
+        http = flow.http
+        after = self._bypass_after
+        if after and flow.packets >= after and http is not None and http.dead:
+            flow.bypassed = BYPASS
+            flow.release()
+            self._verdicts[BYPASSED] += 1
+            return BYPASS
+        if flow.bypassed or not self.cfg.engine.bypass_acks or not flow.handshake:
+            self._verdicts[CLEAN] += 1
+            return ACCEPT
+        flow.bypassed = BYPASS_ACKS
+        self._verdicts[BYPASSED] += 1
+        return BYPASS_ACKS
+
+    def _stream(self, pkt: Packet, flow: Flow, now: float) -> int:
+        """Data from the initiator: reassemble, cut HTTP requests, inspect.
+        Whatever goes wrong in here fails closed for this connection."""
+        http = flow.http
+        if http is not None and http.dead:
+            return CLEAN
         try:
-            data = flow.reassemble(pkt.seq, pkt.payload)
+            return self._inspect_stream(pkt, flow, now)
         except StreamError as exc:  # overlap with other bytes, or too far out of order
             return REASONS.index(("drop", exc.reason))
-        if data:
+        except HttpError as exc:
+            return self._stream_error(flow, exc.reason)
+        except Exception:
+            self._error(pkt, now)
+            return self._stream_error(flow, "exception")
+
+    def _stream_error(self, flow: Flow, reason: str) -> int:
+        self.stats.stream_errors[reason] += 1
+        if not self._fail_closed:  # policy "accept": stop inspecting, let it through
             if flow.http is None:
-                flow.http = HttpStream(self.cfg.engine.http_max_head,
-                                       self.cfg.engine.http_max_body)
-            for request in flow.http.feed(data):
-                code = max(code, self._inspect_request(request, pkt, flow, now))
-                if code == DETECTED:
-                    break
+                flow.http = self._new_stream(flow)
+            flow.http.state = NOT_HTTP
+            flow.release()
+            return CLEAN
+        flow.blocked = reason
+        flow.release()
+        return STREAM_ERROR
+
+    def _inspect_stream(self, pkt: Packet, flow: Flow, now: float) -> int:
+        if flow.lost:
+            raise HttpError("lost")  # forgotten mid-request or blocked: cannot follow
+        if pkt.truncated:
+            raise HttpError("truncated")  # bytes the host got and the engine did not
+        if pkt.flags & URG:
+            # Linux takes the urgent byte out of the stream: bytes the engine
+            # would read in another order than the application. No browser
+            # sends it.
+            raise HttpError("urgent")
+        payload = pkt.payload
+        if not flow.mem.room(2 * len(payload)):
+            raise StreamOverflow  # the memory budget is spent: the sender retransmits
+        seq = (pkt.seq + 1) & 0xFFFFFFFF if pkt.flags & SYN else pkt.seq  # data on a SYN (TFO)
+        data = flow.reassemble(seq, payload)
+        if not data:
+            return CLEAN
+        http = flow.http
+        if http is None:
+            http = flow.http = self._new_stream(flow)
+        code = CLEAN
+        for kind, request, parts in http.feed(data):
+            if kind == END or not parts:
+                continue
+            code = max(code, self._inspect_request(request, parts, pkt, flow, now))
+            if code == DETECTED:
+                break
+        if http.dead:
+            flow.release()  # not HTTP: no buffer is needed any more
         return code
 
-    def _inspect_request(self, request: HttpRequest, pkt: Packet, flow: Flow, now: float) -> int:
-        parts = self._clean.unseen(request.parts)
+    def _new_stream(self, flow: Flow) -> HttpStream:
+        eng = self.cfg.engine
+        return HttpStream(eng.http_max_head, eng.http_max_body, flow.mem,
+                          max_inspect=eng.http_max_inspect, picked=flow.picked,
+                          h2_ok=eng.http2_cleartext == "accept")
+
+    def _inspect_request(self, request: HttpRequest, parts: list, pkt: Packet, flow: Flow,
+                         now: float) -> int:
+        parts = self._clean.unseen(parts)
         if not parts:
             return CLEAN
         request.select(parts)
@@ -219,7 +339,7 @@ class Engine:
             for det in self._payload:
                 sig = det.inspect(pkt, flow, now)
                 if sig is not None:
-                    return self._hit(det, sig, pkt, flow, now)  # one alert per request
+                    return self._hit(det, sig, pkt, flow, now)  # one alert per unit
         finally:
             flow.request = None
         self._clean.add(parts)  # every detector looked at every value
@@ -227,21 +347,23 @@ class Engine:
 
     def _hit(self, det: Detector, sig: Signature, pkt: Packet, flow: Flow | None,
              now: float) -> int:
-        """Alert, and unless whitelisted or alert-only: drop and count an
-        offence. Returns the verdict reason code."""
+        """Alert, and unless alert-only: drop and count an offence (whitelisted
+        sources never get here). Returns the verdict reason code."""
         name = det.name
-        whitelisted = pkt.src in self.whitelist
-        block = det.cfg.mode == "block" and not whitelisted
+        block = det.cfg.mode == "block"
         self.stats.alerts[name] += 1
         self._alert(pkt, name, sig, block, det.payload, now)
         if not block:
-            return WHITELISTED if whitelisted else ALERT_ONLY
+            return ALERT_ONLY
+        proven = flow is not None and flow.handshake
         if det.payload:
-            flow.blocked = True  # the rest of this connection carries the attack
-        # Payload attacks need a real handshake to count toward a ban: a
-        # spoofed source cannot complete one, so it cannot get someone banned.
-        if det.cfg.ban_after and (not det.payload or flow.handshake):
-            self.bans.offence(pkt.src, name, det.cfg.ban_after, now)
+            assert flow is not None
+            flow.blocked = "detector"  # the rest of this connection carries the attack
+            flow.release()
+            if not proven:
+                return DETECTED  # no handshake the kernel saw: a forger's packets never ban
+        if det.cfg.ban_after:
+            self.bans.offence(pkt.src, name, det.cfg.ban_after, now, proven=proven)
         return DETECTED
 
     def _alert(self, pkt: Packet, name: str, sig: Signature, blocked: bool, payload: bool,
@@ -275,6 +397,7 @@ class Engine:
         """Expire idle state in every table (bounded work every few seconds)."""
         self._next_sweep = now + SWEEP_INTERVAL
         self.flows.sweep(now)
+        self.infer.sweep(now)
         self.defrag.sweep(now)
         self.bans.sweep(now)
         for table in self._ctx.tables.values():
@@ -284,21 +407,22 @@ class Engine:
 
     def tables(self) -> list:
         """Every bounded table, for sweeps and the evictions metric."""
-        return [self.flows.syn, self.flows.est, self.bans.history, *self._ctx.tables.values()]
+        return [*self.flows.tables(), self.bans.history, *self._ctx.tables.values()]
 
     # -- fragments and truncated packets (rare; reached by one check in process) --
-    def _unusual(self, buf: bytes, pkt: Packet, now: float) -> int:
-        """Cut short (NFQUEUE copies about 4016 bytes): counted, and dropped if
-        truncated_policy says so. Fragments go to reassembly."""
+    def _unusual(self, buf: bytes, pkt: Packet, state: int, now: float) -> int:
+        """Cut short (a capture's snap length; live, NFQUEUE's copy limit):
+        counted, and dropped if truncated_policy says so. Fragments go to
+        reassembly."""
         if pkt.truncated:
             self.stats.truncated += 1
             if self.cfg.engine.truncated_policy == "drop":
                 return self._count(TRUNCATED_DROP)
         if pkt.fragment:
-            return self._fragment(buf, pkt, now)
-        return self._truncated(pkt, now)
+            return self._fragment(buf, pkt, state, now)
+        return self._truncated(pkt, state, now)
 
-    def _fragment(self, buf: bytes, pkt: Packet, now: float) -> int:
+    def _fragment(self, buf: bytes, pkt: Packet, state: int, now: float) -> int:
         """Fragments are held (accepted: the host cannot use them alone) until
         one completes its datagram, which is inspected whole; that fragment
         carries the datagram's verdict, so a dropped datagram never completes."""
@@ -306,18 +430,13 @@ class Engine:
             return self._count(BANNED)
         status, datagram = self.defrag.feed(buf, now)
         if status == COMPLETE:
-            verdict = self.process(datagram, now)
-            if verdict == DROP:
+            verdict = self.process(datagram, now, state)
+            if verdict in (DROP, BLOCK):
                 self.defrag.condemn(now)  # its late pieces are dropped too
             return verdict
         return self._count(FRAGMENT_HELD if status == HELD else FRAGMENT_DROP)
 
-    def _truncated(self, pkt: Packet, now: float) -> int:
-        """Accepted by policy: inspected as far as it goes, then its stream is
-        given up (the missing bytes would desynchronise reassembly)."""
-        verdict = self._inspect(pkt, now)
-        if pkt.proto == PROTO_TCP:
-            flow = self.flows.est.get((pkt.src, pkt.sport, pkt.dst, pkt.dport), now)
-            if flow is not None and flow.http is not None:
-                flow.http.dead = True
-        return verdict
+    def _truncated(self, pkt: Packet, state: int, now: float) -> int:
+        """Accepted by policy: inspected as far as it goes. A connection whose
+        stream lost bytes cannot be followed: _inspect_stream fails it closed."""
+        return self._inspect(pkt, state, now)

@@ -6,7 +6,7 @@ import pytest
 
 from ips_inline.bans import BanManager, RecordingEnforcer, Whitelist
 from ips_inline.config import Config
-from ips_inline.engine import DROP, Engine
+from ips_inline.engine import BLOCK, DROP, Engine
 from ips_inline.eve import Collect
 
 
@@ -25,7 +25,7 @@ class Harness:
         out = []
         for pkt in packets:
             self.now += step
-            out.append(self.engine.process(pkt, self.now) != DROP)
+            out.append(self.engine.process(pkt, self.now) not in (DROP, BLOCK))
         return out
 
     def alerts(self, detector: str | None = None) -> list[dict]:

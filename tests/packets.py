@@ -33,21 +33,34 @@ def udp(src: str = ATTACKER, dst: str = VICTIM, sport: int = 40000, dport: int =
 
 class Conn:
     """One client TCP connection: handshake, then data segments with the
-    right sequence numbers (only the client->server side, as INPUT sees it)."""
+    right sequence numbers. The server's SYN-ACK is in the handshake, as in a
+    capture of both directions: replay infers the kernel's conntrack state
+    from it (a final ACK that answers it proves the handshake)."""
+
+    SERVER_ISN = 9000
 
     def __init__(self, src: str = ATTACKER, sport: int = 40000, dport: int = 80,
                  dst: str = VICTIM) -> None:
         self.src, self.sport, self.dport, self.dst = src, sport, dport, dst
         self.seq = 5000
+        self.ack = self.SERVER_ISN + 1
 
     def handshake(self) -> list[bytes]:
+        return [self.syn(), self.synack(), self.final_ack()]
+
+    def syn(self) -> bytes:
         syn = tcp(self.src, self.dst, self.sport, self.dport, "S", self.seq)
         self.seq += 1
-        ack = tcp(self.src, self.dst, self.sport, self.dport, "A", self.seq, 1)
-        return [syn, ack]
+        return syn
 
-    def send(self, data: bytes) -> bytes:
-        pkt = tcp(self.src, self.dst, self.sport, self.dport, "PA", self.seq, 1, data)
+    def synack(self) -> bytes:
+        return tcp(self.dst, self.src, self.dport, self.sport, "SA", self.SERVER_ISN, self.seq)
+
+    def final_ack(self) -> bytes:
+        return tcp(self.src, self.dst, self.sport, self.dport, "A", self.seq, self.ack)
+
+    def send(self, data: bytes, flags: str = "PA") -> bytes:
+        pkt = tcp(self.src, self.dst, self.sport, self.dport, flags, self.seq, self.ack, data)
         self.seq += len(data)
         return pkt
 

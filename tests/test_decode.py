@@ -80,16 +80,23 @@ def test_broken_headers_are_malformed(raw: bytes) -> None:
         decode(raw)
 
 
-@pytest.mark.parametrize(("doff", "options"), [
-    (4, b""),  # data offset below the minimum
-    (15, b""),  # data offset beyond the packet
-    (6, b"\x02\x00\x00\x00"),  # option length 0: would loop forever
-    (6, b"\x02\x08\x00\x00"),  # option runs past the header
-    (6, b"\x01\x01\x01\x03"),  # option kind without room for its length
-])
-def test_bad_tcp_header_or_options(doff: int, options: bytes) -> None:
+@pytest.mark.parametrize("doff", [4, 15])  # below the minimum; beyond the packet
+def test_bad_tcp_header_length(doff: int) -> None:
     with pytest.raises(Malformed):
-        decode(_tcp_with(doff, options))
+        decode(_tcp_with(doff))
+
+
+@pytest.mark.parametrize("options", [
+    b"\x02\x00\x00\x00",  # option length 0
+    b"\x02\x08\x00\x00",  # option runs past the header
+    b"\x01\x01\x01\x03",  # option kind without room for its length
+])
+def test_bad_tcp_options_are_no_reason_to_distrust_a_segment(options: bytes) -> None:
+    """Linux stops parsing at a malformed option and keeps the segment: so
+    does the decoder, or the flow would go untracked (and payload offences on
+    it would never count toward a ban)."""
+    pkt = decode(_tcp_with(6, options))
+    assert pkt.flags == SYN and pkt.proto == PROTO_TCP
 
 
 def test_good_options_pass() -> None:
@@ -97,10 +104,20 @@ def test_good_options_pass() -> None:
     assert pkt.flags == SYN
 
 
-def test_ipv6_endless_extension_chain() -> None:
+def test_ipv6_long_extension_chain_is_walked_to_its_end() -> None:
+    """Twelve extension headers, then TCP: the host reads the TCP segment, so
+    the decoder does too (a chain it gave up on would be accepted unseen)."""
     hop = b"\x00\x00" + b"\x00" * 6  # hop-by-hop pointing at another hop-by-hop
-    body = hop * 12
+    last = b"\x06\x00" + b"\x00" * 6  # ... and the last one at TCP
+    body = hop * 11 + last + bytes(TCP(dport=80, flags="S"))
     raw = bytes(IPv6(src="fd77::30", dst="fd77::10", nh=0, plen=len(body))) + body
+    pkt = decode(raw)
+    assert pkt.proto == PROTO_TCP and pkt.dport == 80
+
+
+def test_ipv6_extension_chain_past_the_packet_is_malformed() -> None:
+    hop = b"\x00\x00" + b"\x00" * 6
+    raw = bytes(IPv6(src="fd77::30", dst="fd77::10", nh=0, plen=len(hop) * 3)) + hop * 3
     with pytest.raises(Malformed):
         decode(raw)
 

@@ -15,7 +15,7 @@ from ips_inline.enforce.ipset import (
     IpsetEnforcer,
     clamp_timeout,
 )
-from ips_inline.enforce.iptables import RuleError, RuleSet
+from ips_inline.enforce.iptables import NO_PAYLOAD, RuleError, RuleSet
 
 HOSTILE = [
     "fe80::1%eth0;x",
@@ -144,11 +144,34 @@ def test_commands_install_default_config() -> None:
     chain = "IPS_INLINE"
     queue = ["-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"]
     local = ["-m", "addrtype", "--src-type", "LOCAL", "-j", "ACCEPT"]
-    mark = "0x40000000/0x40000000"
-    bypass = [["-m", "connmark", "--mark", mark, "-j", "ACCEPT"],
-              ["-m", "mark", "--mark", mark, "-j", "CONNMARK", "--save-mark",
-               "--nfmask", "0x40000000", "--ctmask", "0x40000000"],
-              ["-m", "mark", "--mark", mark, "-j", "ACCEPT"]]
+    def connection(fam: int) -> list[list[str]]:
+        return [["-m", "connmark", "--mark", "0x10000000/0x10000000", "-j", "DROP"],
+                ["-m", "connmark", "--mark", "0x40000000/0x40000000", "-j", "ACCEPT"],
+                ["-p", "tcp", "-m", "connmark", "--mark", "0x20000000/0x20000000", "-m", "bpf",
+                 "--bytecode", NO_PAYLOAD[fam], "-j", "ACCEPT"],
+                ["-m", "mark", "!", "--mark", "0/0x70000000", "-j", "CONNMARK", "--save-mark",
+                 "--nfmask", "0x70000000", "--ctmask", "0x70000000"],
+                ["-m", "mark", "--mark", "0x10000000/0x10000000", "-j", "DROP"],
+                ["-m", "mark", "!", "--mark", "0/0x60000000", "-j", "ACCEPT"]]
+
+    def ct(icmp: str) -> list[list[str]]:
+        est = ["-m", "conntrack", "--ctstate", "ESTABLISHED"]
+        return [["-p", "udp", *est, "--ctdir", "REPLY", "-j", "ACCEPT"],
+                ["-p", icmp, *est, "--ctdir", "REPLY", "-j", "ACCEPT"],
+                ["-m", "conntrack", "--ctstate", "INVALID", "-j", "MARK", "--set-xmark",
+                 "0x6000000/0x7000000"],
+                ["-m", "conntrack", "--ctstate", "NEW", "-j", "MARK", "--set-xmark",
+                 "0x1000000/0x7000000"],
+                [*est, "--ctdir", "REPLY", "-j", "MARK", "--set-xmark", "0x4000000/0x7000000"],
+                [*est, "--ctdir", "ORIGINAL", "--ctstatus", "ASSURED", "-j", "MARK",
+                 "--set-xmark", "0x3000000/0x7000000"],
+                [*est, "--ctdir", "ORIGINAL", "!", "--ctstatus", "ASSURED", "-j", "MARK",
+                 "--set-xmark", "0x2000000/0x7000000"],
+                ["-m", "conntrack", "--ctstate", "RELATED", "-j", "MARK", "--set-xmark",
+                 "0x5000000/0x7000000"],
+                ["-m", "conntrack", "--ctstate", "UNTRACKED", "-j", "MARK", "--set-xmark",
+                 "0x7000000/0x7000000"]]
+
     nd = ["router-solicitation", "router-advertisement", "neighbour-solicitation",
           "neighbour-advertisement"]
     assert rules.commands_install() == [
@@ -158,7 +181,7 @@ def test_commands_install_default_config() -> None:
         v4("-A", chain, *local),
         v4("-A", chain, "-s", "127.0.0.0/8", "-j", "ACCEPT"),
         v4("-A", chain, "-m", "set", "--match-set", "ips_inline_ban4", "src", "-j", "DROP"),
-        *[v4("-A", chain, *rule) for rule in bypass],
+        *[v4("-A", chain, *rule) for rule in connection(4) + ct("icmp")],
         v4("-A", chain, *queue),
         v4("-I", "INPUT", "-j", chain),
         v6("-N", chain),
@@ -170,7 +193,7 @@ def test_commands_install_default_config() -> None:
         *[v6("-A", chain, "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", chain, "-s", "::1/128", "-j", "ACCEPT"),
         v6("-A", chain, "-m", "set", "--match-set", "ips_inline_ban6", "src", "-j", "DROP"),
-        *[v6("-A", chain, *rule) for rule in bypass],
+        *[v6("-A", chain, *rule) for rule in connection(6) + ct("ipv6-icmp")],
         v6("-A", chain, *queue),
         v6("-I", "INPUT", "-j", chain),
     ]
@@ -178,13 +201,26 @@ def test_commands_install_default_config() -> None:
 
 def test_commands_custom_config_and_whitelist_canonicalised() -> None:
     live = LiveConfig(queue_num=7, chain="IPSX", set_v4="s4", set_v6="s6", whitelist_loopback=False,
-                      whitelist_local=False, bypass_mark=0)
+                      whitelist_local=False, bypass_mark=0, ack_bypass_mark=0, block_mark=0,
+                      ct_mark=0x70, skip_udp_replies=False)
+    ct = ["-m", "conntrack", "--ctstate"]
+    est = [*ct, "ESTABLISHED"]
+    marks = [[*ct, "INVALID", "-j", "MARK", "--set-xmark", "0x60/0x70"],
+             [*ct, "NEW", "-j", "MARK", "--set-xmark", "0x10/0x70"],
+             [*est, "--ctdir", "REPLY", "-j", "MARK", "--set-xmark", "0x40/0x70"],
+             [*est, "--ctdir", "ORIGINAL", "--ctstatus", "ASSURED", "-j", "MARK", "--set-xmark",
+              "0x30/0x70"],
+             [*est, "--ctdir", "ORIGINAL", "!", "--ctstatus", "ASSURED", "-j", "MARK",
+              "--set-xmark", "0x20/0x70"],
+             [*ct, "RELATED", "-j", "MARK", "--set-xmark", "0x50/0x70"],
+             [*ct, "UNTRACKED", "-j", "MARK", "--set-xmark", "0x70/0x70"]]
     rules = RuleSet(live, ["10.1.2.3/8", "10.0.0.0/8", "2001:DB8::/32", "192.0.2.1"])
     assert rules.commands_fill(4) == [
         v4("-F", "IPSX"),
         v4("-A", "IPSX", "-s", "10.0.0.0/8", "-j", "ACCEPT"),  # host bits dropped, deduplicated
         v4("-A", "IPSX", "-s", "192.0.2.1/32", "-j", "ACCEPT"),
         v4("-A", "IPSX", "-m", "set", "--match-set", "s4", "src", "-j", "DROP"),
+        *[v4("-A", "IPSX", *rule) for rule in marks],
         v4("-A", "IPSX", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"),
     ]
     nd = ["router-solicitation", "router-advertisement", "neighbour-solicitation",
@@ -194,6 +230,7 @@ def test_commands_custom_config_and_whitelist_canonicalised() -> None:
         *[v6("-A", "IPSX", "-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT") for t in nd],
         v6("-A", "IPSX", "-s", "2001:db8::/32", "-j", "ACCEPT"),
         v6("-A", "IPSX", "-m", "set", "--match-set", "s6", "src", "-j", "DROP"),
+        *[v6("-A", "IPSX", *rule) for rule in marks],
         v6("-A", "IPSX", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"),
     ]
 
@@ -210,13 +247,14 @@ def test_commands_uninstall() -> None:
 
 
 def test_bypass_rules_sit_between_ban_drop_and_nfqueue() -> None:
-    specs = RuleSet(LiveConfig(bypass_mark=0x10)).rule_specs(4)
+    specs = RuleSet(LiveConfig(bypass_mark=0x10, ack_bypass_mark=0, block_mark=0)).rule_specs(4)
     ban = next(i for i, s in enumerate(specs) if "--match-set" in s)
     assert specs[ban + 1] == ["-m", "connmark", "--mark", "0x10/0x10", "-j", "ACCEPT"]
     save = ["CONNMARK", "--save-mark", "--nfmask", "0x10", "--ctmask", "0x10"]
     assert specs[ban + 2][-6:] == save
     assert specs[-1][:2] == ["-j", "NFQUEUE"]
-    assert RuleSet(LiveConfig(bypass_mark=0)).extra_rules(4) == []
+    off = LiveConfig(bypass_mark=0, ack_bypass_mark=0, block_mark=0)
+    assert RuleSet(off).connection_rules(4) == []
 
 
 @pytest.mark.parametrize("chain", ["-F", "INPUT", "accept", "a b", "x;id", "c" * 29, ""])

@@ -17,26 +17,33 @@ def verdict_count(h: Harness, verdict: str, reason: str) -> int:
     return h.engine.stats.verdicts[REASONS.index((verdict, reason))]
 
 
+def null_scan(ports: int = 6) -> list[bytes]:
+    return [tcp(flags="", dport=1000 + p) for p in range(ports)]
+
+
 def test_banned_source_is_dropped_without_detection(harness) -> None:
-    harness.feed(tcp(flags=""))  # null scan: banned at once
+    harness.feed(*null_scan())  # a null scan of 6 ports: banned
     assert harness.feed(ping(), tcp(flags="S", dport=80)) == [False, False]
     assert verdict_count(harness, "drop", "banned") == 2
 
 
 def test_ban_expires(harness) -> None:
-    harness.feed(tcp(flags=""))
+    harness.feed(*null_scan())
     harness.now += harness.cfg.bans.base_duration + 1
     assert harness.feed(ping()) == [True]
 
 
 def test_whitelist_is_never_dropped_or_banned() -> None:
+    """Whitelisted sources are accepted uninspected, as the kernel does
+    before the queue: no drop, no ban, no alert, whatever they send."""
     cfg = Config()
     cfg.engine.whitelist = ["10.77.0.0/24"]
     h = Harness(cfg)
-    assert all(h.feed(tcp(flags=""), *[ping(seq=i) for i in range(100)]))
-    assert not h.banned()
-    assert h.alerts()[0]["alert"]["action"] == "allowed"
-    assert verdict_count(h, "accept", "whitelist") > 0
+    conn = Conn()
+    assert all(h.feed(*null_scan(20), *[ping(seq=i) for i in range(100)], *conn.handshake(),
+                      conn.send(http_get("/?id=1%27%20or%201=1--"))))
+    assert not h.banned() and not h.alerts()
+    assert verdict_count(h, "accept", "whitelist") == h.engine.stats.packets
 
 
 def test_alert_mode_logs_but_never_drops() -> None:
@@ -100,17 +107,35 @@ def test_escalation_lengthens_repeat_bans() -> None:
     bans = BanManager(cfg, Whitelist([]), rec)
     now = 0.0
     for _ in range(4):
-        assert bans.offence(b"\x0a\x00\x00\x01", "null_scan", 1, now)
+        assert bans.offence(b"\x0a\x00\x00\x01", "sqli", 1, now, proven=True)
         now += 2000
     assert [d for _ip, d, _det in rec.bans] == [60, 180, 540, 1000]
 
 
-def test_ban_rate_cap() -> None:
+def test_forgeable_evidence_never_escalates() -> None:
+    """Scans and floods can be sent in anyone's name: however often a source
+    is banned for them, each ban lasts base_duration."""
+    cfg = BanConfig(base_duration=60, factor=3.0, max_duration=1000)
+    rec = RecordingEnforcer()
+    bans = BanManager(cfg, Whitelist([]), rec)
+    now = 0.0
+    for _ in range(5):
+        assert bans.offence(b"\x0a\x00\x00\x01", "null_scan", 1, now)
+        now += 2000
+    assert [d for _ip, d, _det in rec.bans] == [60] * 5
+    bans.offence(b"\x0a\x00\x00\x01", "sqli", 1, now, proven=True)  # the first proven one
+    assert rec.bans[-1][1] == 60
+
+
+def test_ban_rate_cap_is_per_detector() -> None:
     rec = RecordingEnforcer()
     bans = BanManager(BanConfig(max_per_minute=5), Whitelist([]), rec)
     for i in range(20):
         bans.offence(bytes([10, 0, 1, i]), "null_scan", 1, 1.0)
     assert len(rec.bans) == 5 and bans.rate_capped == 15
+    # a storm of one kind does not use up the bans of another
+    assert bans.offence(bytes([10, 0, 2, 1]), "port_scan", 1, 2.0)
+    assert bans.offence(bytes([10, 0, 2, 2]), "sqli", 1, 2.0, proven=True)
 
 
 def test_replay_is_deterministic() -> None:
@@ -125,9 +150,9 @@ def test_replay_is_deterministic() -> None:
 
 
 def test_eve_alert_shape(harness) -> None:
-    harness.feed(tcp(flags="FPU", sport=999, dport=22))
+    harness.feed(*[tcp(flags="FPU", sport=999, dport=22 + p) for p in range(6)])
     alert = harness.alerts()[0]
-    assert alert["src_ip"] == "10.77.0.30" and alert["dest_port"] == 22 and alert["proto"] == "TCP"
+    assert alert["src_ip"] == "10.77.0.30" and alert["dest_port"] == 27 and alert["proto"] == "TCP"
     assert set(alert["alert"]) >= {"action", "signature_id", "signature", "category", "severity"}
     ban = next(r for r in harness.sink.records if r["event_type"] == "ban")
     assert ban["detector"] == "xmas_scan" and ban["duration"] == 300

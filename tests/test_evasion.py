@@ -24,7 +24,7 @@ from scapy.utils import checksum
 
 from ips_inline.config import PAYLOAD_DETECTORS, Config, ConfigError, from_dict
 from ips_inline.engine import REASONS
-from ips_inline.http.stream import HttpStream
+from ips_inline.http.stream import END, HttpError, HttpStream
 from ips_inline.packet import defrag as dfg
 from ips_inline.packet.decode import decode
 from ips_inline.packet.defrag import COMPLETE, DROPPED, HELD, Defrag
@@ -232,7 +232,7 @@ def test_fragmented_sqli_blocked_by_the_completing_fragment(family: int, order: 
     assert all(verdicts[:-1]) and verdicts[-1] is False
     assert [a["detector"] for a in h.alerts()] == ["sqli"]
     assert count(h, "accept", "fragment_held") == len(frags) - 1
-    assert h.engine.stats.packets == 2 + len(frags)  # every fragment has one verdict
+    assert h.engine.stats.packets == 3 + len(frags)  # every fragment has one verdict
     # the attacker re-sends the dropped last piece: it stays dropped
     assert h.feed(frags[-1]) == [False]
 
@@ -349,7 +349,7 @@ def test_out_of_order_beyond_the_bound_is_dropped_then_recovers(harness) -> None
 
 def test_flow_stream_memory_is_bounded_and_given_back() -> None:
     mem = StreamMemory(limit=1 << 20)
-    flow = Flow(b"a", 0.0, 1000, True, mem)
+    flow = Flow(b"a", 1, 0.0, 1000, True, mem)
     seq = 1000
     for _ in range(200):
         assert flow.reassemble(seq, b"x" * 1400)
@@ -363,7 +363,7 @@ def test_flow_stream_memory_is_bounded_and_given_back() -> None:
 
 def test_tails_shrink_once_the_budget_is_spent() -> None:
     mem = StreamMemory(limit=10_000)
-    flows = [Flow(b"a", 0.0, 0, True, mem) for _ in range(4)]
+    flows = [Flow(b"a", 1, 0.0, 0, True, mem) for _ in range(4)]
     for seq in range(0, 50_000, 1000):
         for flow in flows:
             flow.reassemble(seq, b"x" * 1000)
@@ -373,14 +373,14 @@ def test_tails_shrink_once_the_budget_is_spent() -> None:
 
 
 def test_pending_respects_the_total_budget() -> None:
-    flow = Flow(b"a", 0.0, 0, True, StreamMemory(limit=100))
+    flow = Flow(b"a", 1, 0.0, 0, True, StreamMemory(limit=100))
     with pytest.raises(StreamOverflow):
         flow.reassemble(10, b"x" * 200)
     assert flow.pending == {} and flow.next_seq == 0  # nothing changed
 
 
 def test_conflict_leaves_the_flow_unchanged() -> None:
-    flow = Flow(b"a", 0.0, 0, True)
+    flow = Flow(b"a", 1, 0.0, 0, True)
     assert flow.reassemble(0, b"hello world") == b"hello world"
     with pytest.raises(StreamConflict):
         flow.reassemble(6, b"WORLD and more")
@@ -411,11 +411,20 @@ def test_truncated_packets_counted_and_judged_by_policy(policy: str) -> None:
     big = http_post("/upload", "a=" + "b" * 5000)
     verdicts = h.feed(truncated(conn.send(big), 4016))
     assert h.engine.stats.truncated == 1
-    assert verdicts == [policy == "accept"]
+    assert verdicts == [False]
     assert count(h, "drop", "truncated") == (policy == "drop")
-    if policy == "accept":  # inspected as far as copied, then the stream is given up
-        flow = next(iter(h.engine.flows.est.data.values()))
-        assert flow.http.dead
+    if policy == "accept":  # inspected as far as copied: the stream lost bytes, fail closed
+        assert h.engine.stats.stream_errors["truncated"] == 1
+        assert h.feed(conn.send(b"more")) == [False]
+
+
+def test_truncated_stream_is_given_up_when_stream_errors_are_accepted() -> None:
+    h = Harness(from_dict({"engine": {"stream_error_policy": "accept"}}))
+    conn = Conn(src=CLIENT)
+    h.feed(*conn.handshake())
+    assert h.feed(truncated(conn.send(http_post("/upload", "a=" + "b" * 5000)), 4016)) == [True]
+    flow = next(iter(h.engine.flows.est.data.values()))
+    assert flow.http.dead
 
 
 def test_truncated_policy_is_validated() -> None:
@@ -434,11 +443,11 @@ def chunked(body_parts: list[bytes], head_extra: str = "", ext: str = "") -> byt
 ATTACK_BODY = [b"user=admin&pass=1%27+UNI", b"ON+SELECT+password+FROM+users--+-"]
 
 
-@pytest.mark.parametrize("variant", ["plain", "extension", "with_content_length",
-                                     "byte_by_byte"])
+@pytest.mark.parametrize("variant", ["plain", "extension", "byte_by_byte", "leading_zeros"])
 def test_attack_in_chunked_body_is_found(harness, variant: str) -> None:
-    extra = "Content-Length: 5\r\n" if variant == "with_content_length" else ""
-    request = chunked(ATTACK_BODY, extra, ";x=1" if variant == "extension" else "")
+    request = chunked(ATTACK_BODY, "", ";x=1" if variant == "extension" else "")
+    if variant == "leading_zeros":  # servers accept 0000000018 as 0x18
+        request = request.replace(b"\r\n18\r\n", b"\r\n0000000018\r\n")
     conn = Conn()
     harness.feed(*conn.handshake())
     if variant == "byte_by_byte":
@@ -449,24 +458,46 @@ def test_attack_in_chunked_body_is_found(harness, variant: str) -> None:
     assert [a["detector"] for a in harness.alerts()] == ["sqli"]
 
 
+def test_chunked_with_content_length_fails_closed(harness) -> None:
+    """Both framings at once: the request smuggling shape servers reject or misread."""
+    conn = Conn()
+    harness.feed(*conn.handshake())
+    request = chunked(ATTACK_BODY, "Content-Length: 5\r\n")
+    assert harness.feed(conn.send(request)) == [False]
+    assert harness.engine.stats.stream_errors["length_and_chunked"] == 1
+    assert harness.feed(conn.send(http_get("/next"))) == [False]  # the connection stays blocked
+
+
+def ends(units: list) -> list:
+    return [request for kind, request, _parts in units if kind == END]
+
+
 def test_chunked_then_keep_alive_request() -> None:
     stream = HttpStream(16384, 16384)
     data = chunked([b"a=1", b"&b=2"]) + http_get("/next")
-    requests = stream.feed(data)
-    assert [r.body for r in requests] == [b"a=1&b=2", b""] and not stream.dead
+    requests = ends(stream.feed(data))
+    assert [bytes(r.body) for r in requests] == [b"a=1&b=2", b""] and not stream.dead
     assert requests[1].target == "/next"
 
 
-def test_chunked_body_bounds() -> None:
+def test_chunked_body_past_the_buffer_is_still_parsed() -> None:
     stream = HttpStream(16384, 64)
-    (request,) = stream.feed(chunked([b"a" * 50, b"b" * 50]))
-    assert request.truncated and len(request.body) == 64 and stream.dead
+    units = stream.feed(chunked([b"a" * 50, b"b" * 50]) + http_get("/next"))
+    first, second = ends(units)
+    assert first.body_cut and len(first.body) == 64 and first.length == 100
+    assert second.target == "/next" and not stream.dead
+
+
+@pytest.mark.parametrize(("tail", "reason"), [(b"zz-not-hex\r\n", "chunk_size"),
+                                              (b"1;" + b"e" * 5000, "chunk_line"),
+                                              (b"3\r\nabcX\r\n", "chunk_framing"),
+                                              (b"1" * 20 + b"\r\n", "chunk_size")])
+def test_chunked_framing_errors_raise(tail: bytes, reason: str) -> None:
     stream = HttpStream(16384, 64)
     head = chunked([])[:-5]
-    (request,) = stream.feed(head + b"zz-not-hex\r\n")
-    assert request.truncated and stream.dead
-    stream = HttpStream(16384, 64)
-    assert stream.feed(head + b"1;" + b"e" * 5000) != [] and stream.dead  # endless line
+    with pytest.raises(HttpError) as err:
+        stream.feed(head + tail)
+    assert err.value.reason == reason
 
 
 # -- encodings -----------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ips_inline.engine import ACCEPT, BYPASS, DROP
+from ips_inline.engine import ACCEPT, BLOCK, BYPASS, BYPASS_ACKS, DROP
 from ips_inline.sources import nfq_netlink as nl
-from ips_inline.sources.nfqueue import VerdictBatch, make_callback
+from ips_inline.sources.nfqueue import Marks, VerdictBatch, make_callback
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little",
                                    reason="expected bytes spell host-order headers little-endian")
@@ -176,10 +176,10 @@ class FakePacket:
         self.log.append(("repeat", self.id, self.mark))
 
 
-def verdict_of(payload: bytes, _now: float) -> int:
+def verdict_of(payload: bytes, _now: float, _state: int = 0) -> int:
     if payload == b"boom":
         raise RuntimeError("engine bug")
-    return {b"d": DROP, b"b": BYPASS}.get(payload, ACCEPT)
+    return {b"d": DROP, b"b": BYPASS, b"k": BLOCK, b"q": BYPASS_ACKS}.get(payload, ACCEPT)
 
 
 def run(payloads: list[bytes], batch: VerdictBatch | None, bypass_mark: int = 0x40) -> list:
@@ -187,7 +187,7 @@ def run(payloads: list[bytes], batch: VerdictBatch | None, bypass_mark: int = 0x
     if batch is not None:
         batch.connect(lambda verdict, last: log.append(
             ("accept" if verdict == nl.NF_ACCEPT else "drop", "up to", last)))
-    callback = make_callback(verdict_of, lambda _dt: None, bypass_mark, batch)
+    callback = make_callback(verdict_of, lambda _dt: None, Marks(bypass=bypass_mark), batch)
     for packet_id, payload in enumerate(payloads, start=1):
         callback(FakePacket(packet_id, payload, log))
     if batch is not None:
@@ -212,6 +212,34 @@ def test_batch_mode_flushes_when_the_limit_is_reached() -> None:
     log = run([b"a", b"a", b"a", b"d", b"d", b"d"], VerdictBatch(limit=2))
     assert log == [("accept", 1), ("accept", "up to", 3), ("drop", "up to", 5),
                    ("drop", "up to", 6)]
+
+
+def test_each_connection_verdict_repeats_with_its_own_mark() -> None:
+    marks = Marks(bypass=0x40, ack_bypass=0x20, block=0x10)
+    log: list = []
+    callback = make_callback(verdict_of, lambda _dt: None, marks, None)
+    for packet_id, payload in enumerate([b"b", b"q", b"k"], start=1):
+        callback(FakePacket(packet_id, payload, log))
+    assert log == [("repeat", 1, 0x40), ("repeat", 2, 0x20), ("repeat", 3, 0x10)]
+
+
+def test_connection_verdicts_without_their_mark_fall_back() -> None:
+    """No mark configured: bypasses are plain accepts, a block a plain drop."""
+    log: list = []
+    callback = make_callback(verdict_of, lambda _dt: None, Marks(), None)
+    for packet_id, payload in enumerate([b"b", b"q", b"k"], start=1):
+        callback(FakePacket(packet_id, payload, log))
+    assert log == [("accept", 1), ("accept", 2), ("drop", 3)]
+
+
+def test_the_conntrack_state_comes_from_the_mark() -> None:
+    seen: list[int] = []
+    callback = make_callback(lambda _p, _n, state: seen.append(state) or ACCEPT,
+                             lambda _dt: None, Marks(ct=0x00700000), None)
+    pkt = FakePacket(1, b"a", [])
+    pkt.mark = 0x00300000 | 0x40000000
+    callback(pkt)
+    assert seen == [3]
 
 
 def test_bypass_without_a_mark_is_a_deferred_accept() -> None:
@@ -255,7 +283,7 @@ def test_one_packet_in_sample_is_timed(sample: int, timed: int) -> None:
     seen: list[float] = []
     batch = VerdictBatch()
     batch.connect(lambda _verdict, _last: None)
-    callback = make_callback(verdict_of, seen.append, 0x40, batch, sample)
+    callback = make_callback(verdict_of, seen.append, Marks(bypass=0x40), batch, sample)
     for packet_id in range(1, 21):
         callback(FakePacket(packet_id, b"a", []))
     assert len(seen) == timed and all(0 <= dt < 1 for dt in seen)
@@ -269,7 +297,7 @@ def test_in_blocking_mode_a_packet_close_behind_another_starts_a_burst(monkeypat
     log: list = []
     batch = VerdictBatch()
     batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
-    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    callback = make_callback(verdict_of, lambda _dt: None, Marks(bypass=0x40), batch)
     callback(FakePacket(1, b"a", log))  # in drain(): an idle gap before it, sent alone
     batch.begin_wait(until=11.0)
     callback(FakePacket(2, b"a", log))  # it ends the wait: answered at once, however close
@@ -288,7 +316,7 @@ def test_in_blocking_mode_steady_traffic_ends_the_wait_when_its_time_is_up(monke
     log: list = []
     batch = VerdictBatch()
     batch.connect(lambda verdict, last: log.append(("batch", verdict, last)))
-    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    callback = make_callback(verdict_of, lambda _dt: None, Marks(bypass=0x40), batch)
     batch.begin_wait(until=10.025)
     callback(FakePacket(1, b"a", log))
     callback(FakePacket(2, b"a", log))
@@ -307,7 +335,7 @@ def test_a_drop_after_an_idle_gap_is_not_held(monkeypatch) -> None:
     batch = VerdictBatch()
     batch.connect(lambda verdict, last: log.append(
         ("accept" if verdict == nl.NF_ACCEPT else "drop", "up to", last)))
-    callback = make_callback(verdict_of, lambda _dt: None, 0x40, batch)
+    callback = make_callback(verdict_of, lambda _dt: None, Marks(bypass=0x40), batch)
     for packet_id in range(1, 5):  # d (idle), d, d close behind (a run), d 0.5 s later
         callback(FakePacket(packet_id, b"d", log))
     assert log == [("drop", "up to", 1), ("drop", "up to", 4)]

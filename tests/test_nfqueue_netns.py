@@ -27,7 +27,7 @@ MARK = "0x40000000"
 PRELUDE = """
 import json, socket, time
 from ips_inline.engine import ACCEPT, BYPASS, DROP
-from ips_inline.sources.nfqueue import QueueSource, make_callback
+from ips_inline.sources.nfqueue import Marks, QueueSource, make_callback
 DST = ("10.99.0.1", 9999)
 MARK = 0x40000000
 
@@ -59,7 +59,7 @@ def delivered(sock, got):
         except BlockingIOError:
             return got
 
-def verdict(packet, _now):
+def verdict(packet, _now, _state=0):
     n = int(packet[28:])  # after the IPv4 and UDP headers
     if n % 7 == 6:
         raise RuntimeError("engine bug")  # the callback's guard accepts it
@@ -125,7 +125,7 @@ def py(ns: str, body: str, **params: object) -> dict:
 
 STALLED_CONSUMER = """
 src = QueueSource(0, 8, fail_open=FAIL_OPEN, rcvbuf=1 << 20)
-src.bind(make_callback(lambda _b, _t: ACCEPT, lambda _d: None, 0, src.batch))
+src.bind(make_callback(lambda _b, _t, _s: ACCEPT, lambda _d: None, Marks(), src.batch))
 rx = receiver()
 send(range(100))  # never drained: the queue holds 8, the rest meets a full queue
 got = []
@@ -149,7 +149,7 @@ def test_fail_closed_drops_what_a_full_queue_cannot_hold(ns: str) -> None:
 
 MIXED_DRAIN = """
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20, batch=BATCH)
-src.bind(make_callback(verdict, lambda _d: None, MARK, src.batch))
+src.bind(make_callback(verdict, lambda _d: None, Marks(bypass=MARK), src.batch))
 rx = receiver()
 send(range(300))
 wait(lambda: counters()["length"] == 300)
@@ -185,7 +185,8 @@ def test_mixed_verdicts_in_one_drain_all_take_effect(ns: str, batch: bool, read:
 STEADY_TRAFFIC = """
 import threading
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20, batch=BATCH, wait_max=0.1)
-src.bind(make_callback(lambda _packet, _now: ACCEPT, lambda _d: None, MARK, src.batch))
+src.bind(make_callback(lambda _packet, _now, _s: ACCEPT, lambda _d: None, Marks(bypass=MARK),
+                       src.batch))
 stop = threading.Event()
 
 def steady():  # a datagram every 5 ms for 3 s at most: never an idle 0.1 s, never a burst
@@ -221,7 +222,8 @@ def test_wait_returns_under_steady_traffic(ns: str, batch: bool) -> None:
 
 PACKETS_BEFORE_THE_ACK = """
 src = QueueSource(0, 1000, fail_open=True, rcvbuf=4 << 20)
-src.nfq.bind(0, make_callback(verdict, lambda _d: None, MARK, src.batch), max_len=1000)
+src.nfq.bind(0, make_callback(verdict, lambda _d: None, Marks(bypass=MARK), src.batch),
+             max_len=1000)
 rx = receiver()
 send(range(30))  # bound, not yet configured: these reach the socket ahead of the ACK
 wait(lambda: counters()["length"] == 30)

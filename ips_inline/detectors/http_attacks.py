@@ -25,7 +25,8 @@ SIG_XSS = Signature(1000011, "Cross-site scripting in HTTP request", "Web Applic
 SIG_TRAVERSAL = Signature(1000012, "Path traversal in HTTP request", "Web Application Attack", 1)
 SIG_CMD = Signature(1000013, "Command injection in HTTP request", "Web Application Attack", 1)
 
-_XSS = re.compile(r"<\s*script|javascript\s*:|<[^>]*\son[a-z]+\s*=|<\s*(iframe|svg|object|embed)\b")
+_XSS = re.compile(r"<\s*script|javascript\s*:|<\s*(iframe|svg|object|embed)\b")
+_ON_ATTR = re.compile(r"\son[a-z]+\s*=")  # an event handler attribute, inside a tag (below)
 _SCHEME = re.compile(r"(java|vb)script:")  # on url_text(): split by tabs/newlines/entities
 _TRAVERSAL = re.compile(
     r"(^|[/\\=])\.\.([/\\]|$)"  # ../ or ..\ as a path step
@@ -33,18 +34,69 @@ _TRAVERSAL = re.compile(
 _COMMANDS = (r"cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|python[23]?|perl"
              r"|php|ruby|ping|rm|chmod|chown|echo|nslookup|sleep|telnet|busybox|powershell|cmd")
 _CMD = re.compile(
-    r"(;|\|\|?|&&|`|\$\()\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b"  # ; id  | cat  $(whoami)
-    r"|`[^`]+`"  # backtick substitution
-    r"|\$\([^)]+\)"  # $( ... ) substitution
-    r"|\(\)\s*\{[^}]*\}\s*;")  # shellshock: () { :; };
+    r"(;|\|\|?|&&|`|\$\()\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")  # ; id  | cat  $(whoami)
+_SHELLSHOCK_START = re.compile(r"\(\)\s*\{")  # () { :; };
+_SPACES_SEMICOLON = re.compile(r"\s*;")
 # A line break ends a command too (host=1.2.3.4%0aid), but prose has line breaks
 # before words like "ping" or "cat": only after a first line that is one token.
-# Characters every _CMD alternative needs: values without any skip the big regex.
-_CMD_CHARS = re.compile(r"[;|&`$(]").search
 _CMD_NEWLINE = re.compile(r"^\S*\s*\n\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")
 
 
 _TOKEN = re.compile(r"[\w./-]*").fullmatch
+
+
+# Linear matchers for what a backtracking regex would rescan per start
+# (`<[^>]*\son..=`, `\$\([^)]+\)`, `` `[^`]+` ``, `\(\)\s*\{[^}]*\}\s*;` cost
+# O(n**2) on a value made of many `<`, `$(`, backticks or `(){`).
+def _handler_in_tag(text: str) -> bool:
+    """An `on...=` attribute after a `<` with no `>` in between."""
+    last_lt = last_gt = -1
+    pos = 0
+    for match in _ON_ATTR.finditer(text):
+        at = match.start()
+        last_lt = max(last_lt, text.rfind("<", pos, at))
+        last_gt = max(last_gt, text.rfind(">", pos, at))
+        pos = at
+        if last_lt > last_gt:
+            return True
+    return False
+
+
+def _enclosed(text: str, opener: str, closer: str) -> bool:
+    """`opener`, one character or more but `closer`, then `closer`."""
+    pos = text.find(opener)
+    while pos >= 0:
+        end = text.find(closer, pos + len(opener))
+        if end < 0:
+            return False  # no closer after this opener: none after a later one either
+        if end > pos + len(opener):
+            return True
+        pos = text.find(opener, end)  # a closer can open the next one (backticks)
+    return False
+
+
+def _shellshock(text: str) -> bool:
+    """`() {` ... the first `}` ... `;`."""
+    pos = 0
+    while True:
+        match = _SHELLSHOCK_START.search(text, pos)
+        if match is None:
+            return False
+        end = text.find("}", match.end())
+        if end < 0:
+            return False
+        if _SPACES_SEMICOLON.match(text, end + 1):
+            return True
+        pos = end + 1
+
+
+def _commands(folded: str) -> bool:
+    # Each alternative needs one of these; `&` alone (every query has it) does not.
+    if ";" not in folded and "|" not in folded and "&&" not in folded and "`" not in folded \
+            and "$(" not in folded and "()" not in folded:
+        return False
+    return bool(_CMD.search(folded) or _enclosed(folded, "`", "`")
+                or _enclosed(folded, "$(", ")") or _shellshock(folded))
 
 
 def _plain(value: str) -> bool:
@@ -78,7 +130,8 @@ class Xss(_PayloadDetector):
         for value, folded in zip(request.values, request.folded, strict=True):
             if not ("<" in value or ":" in value or "&" in value):
                 continue  # no markup, no script scheme, no entity: nothing to run
-            if _XSS.search(folded) or _SCHEME.search(url_text(value)):
+            if _XSS.search(folded) or "<" in folded and _handler_in_tag(folded) \
+                    or _SCHEME.search(url_text(value)):
                 return SIG_XSS
             # libinjection reads bare text as an HTML attribute context, where
             # `filter=x` or `style=x` count as dangerous: only ask it about markup.
@@ -105,7 +158,7 @@ class CmdInjection(_PayloadDetector):
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         request = flow.request
         for value, folded in zip(request.values, request.folded, strict=True):
-            if _CMD_CHARS(folded) and _CMD.search(folded) or "\n" in value and _CMD_NEWLINE.search(
+            if _commands(folded) or "\n" in value and _CMD_NEWLINE.search(
                     fold(value, newlines=True)):
                 return SIG_CMD
         return None

@@ -1,4 +1,6 @@
-"""icmp_flood: ICMP/ICMPv6 echo requests per source over a sliding window."""
+"""icmp_flood: ICMP/ICMPv6 echo requests per source over a sliding window
+(requests only: an echo request is never a reply, whatever its conntrack
+state; repeated requests of one ping are ESTABLISHED after the first answer)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,21 @@
 """port_scan: distinct destination ports (TCP or UDP) per source in a window.
 
-TCP counts only segments that could open or probe a port (no ACK flag), so the
-established traffic of a busy client never adds up. UDP replies from common
-service ports (DNS, NTP, QUIC...) land on random ephemeral ports and are not
-counted, or every resolver would look like a scanner.
+Only packets that open or probe count (the kernel's conntrack says NEW or
+INVALID: packet/conntrack.py): the replies the host receives from servers it
+queried (its DNS resolver's answers to many client ports) and the packets of
+connections the kernel tracks never add up. TCP counts segments without ACK.
 """
 
 from __future__ import annotations
 
+from ..packet.conntrack import PROBES
 from ..packet.decode import ACK, PROTO_TCP, PROTO_UDP, Packet
 from ..packet.flows import Flow
+from ..packet.tables import PortSet
 from .base import BaseDetector, Context, Signature
 
 SIG = Signature(1000004, "Port scan: many distinct destination ports",
                 "Attempted Information Leak", 2)
-_SERVICE_PORTS = frozenset((53, 67, 68, 123, 137, 138, 443, 1900, 5353))
-
-
-class _Ports:
-    __slots__ = ("seen", "start", "ports")
-
-    def __init__(self, now: float) -> None:
-        self.seen = self.start = now
-        self.ports: set[int] = set()
 
 
 class PortScan(BaseDetector):
@@ -38,20 +31,7 @@ class PortScan(BaseDetector):
         self.sources = ctx.table("scan_sources")
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
-        if pkt.proto == PROTO_TCP:
-            if pkt.flags & ACK:
-                return None
-        elif pkt.sport in _SERVICE_PORTS and pkt.dport >= 1024:
+        if pkt.ct not in PROBES or pkt.proto == PROTO_TCP and pkt.flags & ACK:
             return None
-        entry = self.sources.get(pkt.src, now)
-        if entry is None:
-            entry = _Ports(now)
-            self.sources.put(pkt.src, entry)
-        elif now - entry.start > self.window:
-            entry.start = now
-            entry.ports.clear()
-        entry.seen = now
-        ports = entry.ports
-        if len(ports) <= self.threshold:  # the set stops growing once it has fired
-            ports.add(pkt.dport)
-        return SIG if len(ports) > self.threshold else None
+        return SIG if PortSet.count(self.sources, pkt, now, self.window,
+                                    self.threshold) > self.threshold else None

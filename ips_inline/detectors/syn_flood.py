@@ -1,9 +1,12 @@
 """syn_flood: connection attempts (SYN without ACK) per source over a sliding
 window, and half-open connections per source (SYN seen, handshake never
-completed), counted by the flow table."""
+completed), counted by the flow table. Only SYNs the kernel sees as opening
+something count (conntrack NEW or INVALID: a SYN on a live connection is the
+host's business)."""
 
 from __future__ import annotations
 
+from ..packet.conntrack import PROBES
 from ..packet.decode import ACK, PROTO_TCP, SYN, Packet
 from ..packet.flows import Flow
 from ..packet.tables import RateWindow
@@ -28,7 +31,7 @@ class SynFlood(BaseDetector):
         self.rates = ctx.table("syn_sources")
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
-        if pkt.flags & (SYN | ACK) != SYN:
+        if pkt.flags & (SYN | ACK) != SYN or pkt.ct not in PROBES:
             return None
         rate = self.rates.get(pkt.src, now)
         if rate is None:

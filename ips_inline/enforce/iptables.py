@@ -6,7 +6,8 @@ One chain of our own per family, hooked from INPUT by a single jump:
     -m addrtype --src-type LOCAL ACCEPT (live.whitelist_local; IPv6 drops spoofed ones first)
     -s <whitelist CIDR> ACCEPT         (engine.whitelist, this family only)
     -m set --match-set <ban set> src DROP   (bans never reach userspace)
-    <extra_rules()>                    (hook: flow bypass goes here)
+    <connection_rules()>               (connections blocked or bypassed by the daemon)
+    <ct_rules()>                       (conntrack state into the packet mark)
     -j NFQUEUE --queue-num N --queue-bypass (passes traffic while no daemon is bound)
 
 Commands are argv lists run without a shell; `commands_install()` returns them
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ips_inline.config import LiveConfig
 from ips_inline.enforce.addr import parse_network
 from ips_inline.enforce.ipset import EnforceError, IpsetEnforcer, check_set_name
+from ips_inline.packet import conntrack as ct
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
@@ -32,6 +34,21 @@ HOOK = "INPUT"
 _CHAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$")
 _RESERVED = {"ACCEPT", "DROP", "QUEUE", "RETURN", "INPUT", "OUTPUT", "FORWARD", "NFQUEUE"}
 _MAX_JUMPS = 64  # bound for removing duplicate jumps someone else added
+
+
+# Classic BPF (xt_bpf) over the IP header: true for a TCP segment without
+# payload (IP length == IP header + TCP header). IPv6: only with TCP right
+# after the fixed header (extension headers: no match, the segment is queued).
+NO_PAYLOAD = {
+    4: "14,48 0 0 0,84 0 0 15,100 0 0 2,7 0 0 0,80 0 0 12,84 0 0 240,116 0 0 2,12 0 0 0,"
+       "7 0 0 0,40 0 0 2,28 0 0 0,21 0 1 0,6 0 0 1,6 0 0 0",
+    6: "11,48 0 0 6,21 0 8 6,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,28 0 0 0,"
+       "21 0 1 0,6 0 0 1,6 0 0 0",
+}
+
+
+def _bit(mark: int) -> str:
+    return f"{mark:#x}/{mark:#x}"
 
 
 class RuleError(EnforceError):
@@ -69,19 +86,63 @@ class RuleSet:
 
     # -- pure: the commands ------------------------------------------------------
 
-    def extra_rules(self, fam: int) -> list[list[str]]:
-        """Flow bypass, just before NFQUEUE (after the ban drop, so a banned
-        source's bypassed connections are dropped too): connections the
-        daemon marked are accepted without queueing; a packet the daemon
-        sends back (NF_REPEAT) with the mark saves it to the connmark."""
-        mark = self.live.bypass_mark
-        if not mark:
+    def connection_rules(self, fam: int) -> list[list[str]]:
+        """Per-connection decisions the daemon left in the connmark, just
+        before the queue (after the ban drop, so a banned source's bypassed
+        connections are dropped too): blocked connections dropped, bypassed
+        ones accepted, and of connections whose data-less segments bypass,
+        those segments (a classic BPF program checks that the segment
+        carries no payload; data segments stay queued). A packet the daemon
+        sends back (NF_REPEAT) with one of the bits saves it to the connmark
+        and gets its verdict here."""
+        live = self.live
+        block, bypass, acks = live.block_mark, live.bypass_mark, live.ack_bypass_mark
+        conn = block | bypass | acks
+        if not conn:
             return []
-        m = f"{mark:#x}/{mark:#x}"
-        return [["-m", "connmark", "--mark", m, "-j", "ACCEPT"],
-                ["-m", "mark", "--mark", m, "-j", "CONNMARK", "--save-mark",
-                 "--nfmask", f"{mark:#x}", "--ctmask", f"{mark:#x}"],
-                ["-m", "mark", "--mark", m, "-j", "ACCEPT"]]
+        specs = []
+        if block:
+            specs.append(["-m", "connmark", "--mark", _bit(block), "-j", "DROP"])
+        if bypass:
+            specs.append(["-m", "connmark", "--mark", _bit(bypass), "-j", "ACCEPT"])
+        if acks:
+            specs.append(["-p", "tcp", "-m", "connmark", "--mark", _bit(acks), "-m", "bpf",
+                          "--bytecode", NO_PAYLOAD[fam], "-j", "ACCEPT"])
+        specs.append(["-m", "mark", "!", "--mark", f"0/{conn:#x}", "-j", "CONNMARK",
+                      "--save-mark", "--nfmask", f"{conn:#x}", "--ctmask", f"{conn:#x}"])
+        if block:
+            specs.append(["-m", "mark", "--mark", _bit(block), "-j", "DROP"])
+        if bypass | acks:
+            specs.append(["-m", "mark", "!", "--mark", f"0/{bypass | acks:#x}", "-j", "ACCEPT"])
+        return specs
+
+    def ct_rules(self, fam: int) -> list[list[str]]:
+        """The kernel's conntrack state of each queued packet, written into
+        the live.ct_mark bits for the engine (packet/conntrack.py). UDP and
+        ICMP replies to the host's own traffic (its resolver's answers...)
+        skip the queue entirely when live.skip_udp_replies: the engine never
+        counts them, and TCP stays queued for payload inspection."""
+        field = self.live.ct_mark
+        shift = (field & -field).bit_length() - 1
+
+        def mark(state: int) -> list[str]:
+            return ["-j", "MARK", "--set-xmark", f"{state << shift:#x}/{field:#x}"]
+
+        specs: list[list[str]] = []
+        if self.live.skip_udp_replies:
+            icmp = "icmp" if fam == 4 else "ipv6-icmp"
+            specs += [["-p", proto, "-m", "conntrack", "--ctstate", "ESTABLISHED", "--ctdir",
+                       "REPLY", "-j", "ACCEPT"] for proto in ("udp", icmp)]
+        est = ["-m", "conntrack", "--ctstate", "ESTABLISHED"]
+        return specs + [
+            ["-m", "conntrack", "--ctstate", "INVALID", *mark(ct.INVALID)],
+            ["-m", "conntrack", "--ctstate", "NEW", *mark(ct.NEW)],
+            [*est, "--ctdir", "REPLY", *mark(ct.REPLY)],
+            [*est, "--ctdir", "ORIGINAL", "--ctstatus", "ASSURED", *mark(ct.ASSURED)],
+            [*est, "--ctdir", "ORIGINAL", "!", "--ctstatus", "ASSURED", *mark(ct.EST)],
+            ["-m", "conntrack", "--ctstate", "RELATED", *mark(ct.RELATED)],
+            ["-m", "conntrack", "--ctstate", "UNTRACKED", *mark(ct.UNTRACKED)],
+        ]
 
     def rule_specs(self, fam: int) -> list[list[str]]:
         """The chain's rules in order, as arguments after `-A <chain>`."""
@@ -101,7 +162,8 @@ class RuleSet:
             specs += [["-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT"] for t in _ND_TYPES]
         specs += [["-s", cidr, "-j", "ACCEPT"] for cidr in self.whitelist[fam]]
         specs.append(["-m", "set", "--match-set", self.ban_sets[fam], "src", "-j", "DROP"])
-        specs += self.extra_rules(fam)
+        specs += self.connection_rules(fam)
+        specs += self.ct_rules(fam)
         specs.append(["-j", "NFQUEUE", *self._queue_args(), "--queue-bypass"])
         return specs
 

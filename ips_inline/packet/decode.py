@@ -3,6 +3,10 @@
 Headers are sliced with `struct`, never parsed into dpkt/scapy object trees:
 per-packet object parsers cost about 4x (shared/README.md). Anything that does
 not decode raises Malformed, which the engine counts and decides by policy.
+
+The decoder accepts what the host accepts: TCP options are not judged (Linux
+stops parsing a malformed option and keeps the segment), an IPv6 extension
+chain is walked to its end however long.
 """
 
 from __future__ import annotations
@@ -23,18 +27,18 @@ _IP4 = Struct("!BBHHHBBH4s4s")
 # An option-less IPv4 header and its TCP or UDP header, in one unpack.
 _IP4_TCP = Struct("!xxHxxHxxxx4s4sHHIIBB")
 _IP4_UDP = Struct("!xxHxxHxxxx4s4sHHH")
-_IP4_ICMP = Struct("!xxHxxHxxxx4s4sB")
+_IP4_ICMP = Struct("!xxHxxHxxxx4s4sBB")
 _UDP = Struct("!HHH")
 _TCP = Struct("!HHIIBB")
-_V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
+# Hop-by-hop, routing, destination options, AH, mobility, HIP, shim6.
+_V6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))
 _V6_FRAG = 44
-_MAX_EXT = 8  # longer extension chains are treated as malformed (evasion bait)
 
 
 # Every reason Malformed can carry (metrics export them all from the start).
 MALFORMED_REASONS = ("empty", "ip_version", "ipv4_truncated", "ipv4_header_length",
-                     "ipv6_truncated", "ipv6_ext_truncated", "ipv6_ext_chain", "tcp_truncated",
-                     "tcp_header_length", "tcp_options", "udp_truncated", "udp_length",
+                     "ipv6_truncated", "ipv6_ext_truncated", "tcp_truncated",
+                     "tcp_header_length", "udp_truncated", "udp_length",
                      "icmp_truncated", "decode_error")
 
 
@@ -50,11 +54,12 @@ class Packet:
     """One decoded packet. Addresses stay raw bytes (4 or 16) so the hot path
     never formats them; `src_ip`/`dst_ip` format on demand for alerts."""
 
-    __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq",
-                 "icmp_type", "payload", "length", "fragment", "truncated")
+    __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq", "ack",
+                 "icmp_type", "icmp_code", "payload", "length", "fragment", "truncated", "ct")
 
     def __init__(self, src: bytes, dst: bytes, proto: int, length: int, sport: int = 0,
-                 dport: int = 0, flags: int = 0, seq: int = 0, payload: bytes = b"") -> None:
+                 dport: int = 0, flags: int = 0, seq: int = 0, payload: bytes = b"",
+                 ack: int = 0) -> None:
         self.src = src
         self.dst = dst
         self.proto = proto
@@ -63,10 +68,13 @@ class Packet:
         self.dport = dport
         self.flags = flags
         self.seq = seq
+        self.ack = ack
         self.payload = payload
         self.icmp_type = -1
+        self.icmp_code = -1
         self.fragment = False
         self.truncated = False  # the IP header claims more bytes than we were given
+        self.ct = 0  # the kernel's conntrack state (packet/conntrack.py), set by the engine
 
     @property
     def src_ip(self) -> str:
@@ -89,14 +97,12 @@ def decode(buf: bytes) -> Packet:
     if n >= 28 and buf[0] == 0x45:
         proto = buf[9]
         if proto == PROTO_TCP and n >= 40:
-            total, frag, src, dst, sport, dport, seq, _ack, doff, flags = _IP4_TCP.unpack_from(buf)
+            total, frag, src, dst, sport, dport, seq, ack, doff, flags = _IP4_TCP.unpack_from(buf)
             if total == n and not frag & 0x3FFF:
                 hlen = (doff >> 4) * 4
                 if hlen < 20 or 20 + hlen > n:
                     raise Malformed("tcp_header_length")
-                if hlen > 20 and flags & SYN:
-                    _check_options(buf, 40, 20 + hlen)
-                return Packet(src, dst, proto, n, sport, dport, flags, seq, buf[20 + hlen:])
+                return Packet(src, dst, proto, n, sport, dport, flags, seq, buf[20 + hlen:], ack)
         elif proto == PROTO_UDP:
             total, frag, src, dst, sport, dport, ulen = _IP4_UDP.unpack_from(buf)
             if total == n and not frag & 0x3FFF:
@@ -104,10 +110,10 @@ def decode(buf: bytes) -> Packet:
                     raise Malformed("udp_length")
                 return Packet(src, dst, proto, n, sport, dport, 0, 0, buf[28:20 + ulen])
         elif proto == PROTO_ICMP:
-            total, frag, src, dst, icmp_type = _IP4_ICMP.unpack_from(buf)
+            total, frag, src, dst, icmp_type, icmp_code = _IP4_ICMP.unpack_from(buf)
             if total == n and not frag & 0x3FFF:
                 pkt = Packet(src, dst, proto, n)
-                pkt.icmp_type = icmp_type
+                pkt.icmp_type, pkt.icmp_code = icmp_type, icmp_code
                 return pkt
     if not buf:
         raise Malformed("empty")
@@ -133,9 +139,12 @@ def _decode4(buf: bytes) -> Packet:
     if frag & 0x3FFF:  # MF or an offset: a fragment
         pkt.fragment = True
         if not frag & 0x1FFF:  # only the first one carries the L4 header
-            _decode_first_fragment(pkt, buf, ihl, end)
+            _decode_partial(pkt, buf, ihl, end)
         return pkt
-    _decode_l4(pkt, buf, ihl, end)
+    if pkt.truncated:
+        _decode_partial(pkt, buf, ihl, end)
+    else:
+        _decode_l4(pkt, buf, ihl, end)
     return pkt
 
 
@@ -148,7 +157,9 @@ def _decode6(buf: bytes) -> Packet:
     if 40 + plen > end:
         pkt.truncated = True
     nxt, off = buf[6], 40
-    for _ in range(_MAX_EXT):
+    # The whole chain, as the host walks it: each header is at least 8 bytes, so
+    # the walk ends within the packet (a long chain is no reason to look away).
+    while off <= end:
         if nxt == _V6_FRAG:
             if off + 8 > end:
                 raise Malformed("ipv6_ext_truncated")
@@ -164,21 +175,21 @@ def _decode6(buf: bytes) -> Packet:
             nxt, off = buf[off], off + size
         else:
             break
-    else:
-        raise Malformed("ipv6_ext_chain")
     if off > end:
         raise Malformed("ipv6_ext_truncated")
     pkt.proto = nxt
-    if pkt.fragment:
-        _decode_first_fragment(pkt, buf, off, end)
+    if pkt.fragment or pkt.truncated:
+        _decode_partial(pkt, buf, off, end)
     else:
         _decode_l4(pkt, buf, off, end)
     return pkt
 
 
-def _decode_first_fragment(pkt: Packet, buf: bytes, off: int, end: int) -> None:
-    """Ports of a first fragment, when it holds them. A tiny first fragment is
-    no reason to call the packet malformed: the engine judges the datagram."""
+def _decode_partial(pkt: Packet, buf: bytes, off: int, end: int) -> None:
+    """Ports of a first fragment or of a packet cut short, when it holds them.
+    A tiny first fragment is no reason to call the packet malformed (the
+    engine judges the datagram), nor is a header cut by a capture's snap
+    length or the queue's copy limit (the engine counts it as truncated)."""
     try:
         _decode_l4(pkt, buf, off, end)
     except Malformed:
@@ -190,12 +201,10 @@ def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:
     if proto == PROTO_TCP:
         if end - off < 20:
             raise Malformed("tcp_truncated")
-        pkt.sport, pkt.dport, pkt.seq, _ack, doff, pkt.flags = _TCP.unpack_from(buf, off)
+        pkt.sport, pkt.dport, pkt.seq, pkt.ack, doff, pkt.flags = _TCP.unpack_from(buf, off)
         hlen = (doff >> 4) * 4
         if hlen < 20 or off + hlen > end:
             raise Malformed("tcp_header_length")
-        if hlen > 20 and pkt.flags & SYN:
-            _check_options(buf, off + 20, off + hlen)
         pkt.payload = buf[off + hlen:end]
     elif proto == PROTO_UDP:
         if end - off < 8:
@@ -207,19 +216,4 @@ def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:
     elif proto in (PROTO_ICMP, PROTO_ICMP6):
         if end - off < 4:
             raise Malformed("icmp_truncated")
-        pkt.icmp_type = buf[off]
-
-
-def _check_options(buf: bytes, off: int, end: int) -> None:
-    """Walk TCP options (SYNs only: the options that matter, MSS and window
-    scale, ride on SYNs, and walking them on every segment costs)."""
-    while off < end:
-        kind = buf[off]
-        if kind == 0:
-            return
-        if kind == 1:
-            off += 1
-            continue
-        if off + 1 >= end or buf[off + 1] < 2 or off + buf[off + 1] > end:
-            raise Malformed("tcp_options")
-        off += buf[off + 1]
+        pkt.icmp_type, pkt.icmp_code = buf[off], buf[off + 1]

@@ -35,9 +35,8 @@ COMPLETE, HELD, DROPPED = 0, 1, 2
 EVENTS = ("fragments", "reassembled", "held", "overlap_conflict", "bad_fragment", "too_big",
           "too_many", "evicted", "timed_out", "dropped_late")
 
-_V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
+_V6_EXT = frozenset((0, 43, 60, 51, 135, 139, 140))  # as in decode.py
 _V6_FRAG = 44
-_MAX_EXT = 8
 _IP4 = Struct("!BBHHHBBH4s4s")
 _U16 = Struct("!H")
 
@@ -172,6 +171,8 @@ class Defrag:
     def _complete(self, key: Key, dgram: _Datagram) -> tuple[int, bytes]:
         self._forget(key)
         payload = b"".join(d for _o, d in sorted(dgram.pieces))
+        if len(dgram.head) + len(payload) - (0 if len(key) == 4 else 40) > MAX_DATAGRAM_BYTES:
+            raise _Bad("too_big")  # its length field cannot hold it: the host discards it
         if len(key) == 4:  # IPv4: (src, dst, proto, id)
             out = _rebuild4(dgram.head, payload)
         else:
@@ -247,7 +248,7 @@ def _parse(buf: bytes) -> tuple[Key, int, bool, bytes, tuple]:
 def _find_frag6(buf: bytes) -> tuple[int, int] | None:
     """Offset of the IPv6 fragment header and of the byte naming it, or None."""
     nxt, off, nh_pos = buf[6], 40, 6
-    for _ in range(_MAX_EXT):
+    while off + 8 <= len(buf):  # each header is 8 bytes at least: the walk ends
         if nxt == _V6_FRAG:
             return off, nh_pos
         if nxt not in _V6_EXT or off + 8 > len(buf):

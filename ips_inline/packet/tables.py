@@ -101,3 +101,32 @@ class RateWindow:
             elapsed = now - self.start
         self.cur += 1
         return self.cur + self.prev * (1.0 - elapsed / window)
+
+
+class PortSet:
+    """Distinct destination ports a source probed in the current window. It
+    stops growing once past the threshold: a scan of 65535 ports costs the
+    same memory as one of 21."""
+
+    __slots__ = ("seen", "start", "ports")
+
+    def __init__(self, now: float) -> None:
+        self.seen = self.start = now
+        self.ports: set[int] = set()
+
+    @staticmethod
+    def count(table: BoundedTable, pkt, now: float, window: float, threshold: int) -> int:
+        """Add pkt's destination port to its source's set in `table`; return
+        how many distinct ports the source probed within the window."""
+        entry = table.get(pkt.src, now)
+        if entry is None:
+            entry = PortSet(now)
+            table.put(pkt.src, entry)
+        elif now - entry.start > window:
+            entry.start = now
+            entry.ports.clear()
+        entry.seen = now
+        ports = entry.ports
+        if len(ports) <= threshold:
+            ports.add(pkt.dport)
+        return len(ports)

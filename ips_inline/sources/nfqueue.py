@@ -28,10 +28,11 @@ import logging
 import select
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from netfilterqueue import NetfilterQueue, Packet
 
-from ..engine import ACCEPT, BYPASS, DROP
+from ..engine import ACCEPT, BLOCK, BYPASS, BYPASS_ACKS, DROP
 from .nfq_netlink import NF_ACCEPT, NF_DROP, NfqNetlinkError, QueueControl
 
 log = logging.getLogger(__name__)
@@ -101,27 +102,60 @@ class VerdictBatch:
                 log.error("NFQUEUE batch verdict up to id %d failed: %s", last, exc)
 
 
-def make_callback(process: Callable[[bytes, float], int],
-                  observe: Callable[[float], None], bypass_mark: int,
+@dataclass(frozen=True)
+class Marks:
+    """The packet-mark bits the rules and the daemon agree on (live.* config):
+    verdicts that change how the kernel treats the rest of a connection
+    (bypass, bypass of data-less segments, block) repeat the packet through
+    INPUT with their bit set, where the rules save it to the connmark; the
+    conntrack state arrives in the `ct` bits (packet/conntrack.py)."""
+
+    bypass: int = 0
+    ack_bypass: int = 0
+    block: int = 0
+    ct: int = 0x07000000
+
+    @property
+    def ct_shift(self) -> int:
+        return (self.ct & -self.ct).bit_length() - 1
+
+
+def _repeat_marks(marks: Marks) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per verdict: the mark a repeat carries (0: no repeat), and the plain
+    verdict (ACCEPT or DROP) it falls back to when its mark is off."""
+    repeat = {DROP: 0, ACCEPT: 0, BYPASS: marks.bypass, BYPASS_ACKS: marks.ack_bypass,
+              BLOCK: marks.block}
+    plain = {DROP: DROP, ACCEPT: ACCEPT, BYPASS: ACCEPT, BYPASS_ACKS: ACCEPT, BLOCK: DROP}
+    order = sorted(repeat)
+    return tuple(repeat[v] for v in order), tuple(plain[v] for v in order)
+
+
+def make_callback(process: Callable[[bytes, float, int], int],
+                  observe: Callable[[float], None], marks: Marks,
                   batch: VerdictBatch | None = None, sample: int = 1) -> Callable:
-    """The per-packet hot path: bytes and wall time in, verdict out.
+    """The per-packet hot path: bytes, wall time and conntrack state in,
+    verdict out.
 
     One packet in `sample` is timed for `observe` (the verdict histogram):
     the second clock read and the observation cost about 5% of a small
     packet's time in the daemon, and a sample shows the same distribution.
 
-    BYPASS: the packet goes back through INPUT (NF_REPEAT) carrying the
-    bypass mark, where the rules save it to the connmark and accept; later
-    packets of the connection are accepted by the connmark rule, unqueued.
+    BYPASS, BYPASS_ACKS and BLOCK: the packet goes back through INPUT
+    (NF_REPEAT) carrying its mark bit, where the rules save it to the
+    connmark and accept (or drop, for BLOCK); later packets of the connection
+    are handled by the connmark rules, unqueued.
     With `batch`, ACCEPT and DROP are deferred (QueueSource.drain flushes)."""
     clock = time.time
+    repeat_mark, plain = _repeat_marks(marks)
+    shift = marks.ct_shift
 
     def single(pkt: Packet, verdict: int) -> None:
-        if verdict == DROP:
-            pkt.drop()
-        elif verdict == BYPASS and bypass_mark:
-            pkt.set_mark(pkt.get_mark() | bypass_mark)
+        mark = repeat_mark[verdict]
+        if mark:
+            pkt.set_mark(pkt.get_mark() | mark)
             pkt.repeat()
+        elif plain[verdict] == DROP:
+            pkt.drop()
         else:
             pkt.accept()
 
@@ -132,7 +166,7 @@ def make_callback(process: Callable[[bytes, float], int],
             nonlocal left
             start = clock()  # the engine's time and the latency start: one read
             try:
-                verdict = process(pkt.get_payload(), start)
+                verdict = process(pkt.get_payload(), start, (pkt.get_mark() >> shift) & 7)
             except BaseException:  # the engine never raises; this is the last guard
                 verdict = ACCEPT
             single(pkt, verdict)
@@ -150,11 +184,13 @@ def make_callback(process: Callable[[bytes, float], int],
         nonlocal left
         start = clock()
         try:
-            verdict = process(pkt.get_payload(), start)
+            verdict = process(pkt.get_payload(), start, (pkt.get_mark() >> shift) & 7)
         except BaseException:
             verdict = ACCEPT
         idle, batch.last = start - batch.last > IDLE_GAP, start
-        if verdict == ACCEPT or verdict == BYPASS and not bypass_mark:
+        if repeat_mark[verdict]:
+            single(pkt, verdict)  # leaves the queue at once: no batch covers it
+        elif plain[verdict] == ACCEPT:
             if drops:
                 flush()
             if idle and not accepts:
@@ -163,14 +199,12 @@ def make_callback(process: Callable[[bytes, float], int],
                 accepts.append(pkt.id)
                 if idle or len(accepts) >= limit:
                     flush()
-        elif verdict == DROP:
+        else:
             if accepts:
                 flush()
             drops.append(pkt.id)
             if idle or len(drops) >= limit:
                 flush()  # idle: no batch is coming, and a held packet holds a queue slot
-        else:
-            single(pkt, verdict)
         left -= 1
         if not left:
             left = sample
