@@ -9,9 +9,12 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packets import tcp
 
 from ips_inline.sources.capfile import MAX_RECORD
+from ips_inline.sources.linklayer import stripper
 from ips_inline.sources.pcap import Capture, PcapError, UnsupportedLinkType, read_packets
 
 PKT = tcp(flags="S")
@@ -200,3 +203,28 @@ def test_pcapng_unsupported_interface_refused_at_its_first_packet(tmp_path):
         assert next(it) == (1.0, PKT)
         with pytest.raises(UnsupportedLinkType, match="127"):
             next(it)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.binary(max_size=600), linktype=st.sampled_from([1, 9, 10, 104, 113, 239, 276]),
+       ng=st.booleans())
+def test_damaged_files_end_in_one_line_errors_or_a_cut_never_a_crash(tmp_path_factory, tail,
+                                                                      linktype, ng):
+    head = shb() + idb(linktype) if ng else pcap([], linktype=linktype)
+    path = write(tmp_path_factory.mktemp("fuzz"), head + tail)
+    try:
+        with Capture(path) as cap:
+            for _ts, l3 in cap:
+                assert l3 is None or isinstance(l3, bytes)
+    except PcapError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(frame=st.binary(max_size=200), linktype=st.sampled_from(
+    [0, 1, 9, 10, 12, 50, 51, 101, 104, 108, 113, 239, 276]), little=st.booleans())
+def test_link_layers_never_raise(frame, linktype, little):
+    strip = stripper(linktype, little)
+    assert strip is not None
+    out = strip(frame, len(frame))
+    assert out is None or isinstance(out, bytes)
