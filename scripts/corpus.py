@@ -53,6 +53,7 @@ class Result:
     name: str  # path relative to the corpus root
     size: int
     packets: int = 0
+    accepted: int = 0
     dropped: int = 0
     malformed: int = 0
     non_ip: int = 0
@@ -134,7 +135,8 @@ def run_one(path: Path, root: Path, cfg: Config) -> Result:
         logger.removeHandler(handler)
         logger.propagate = True
     stats = engine.stats
-    res.packets, res.dropped = stats.packets, stats.count("drop")
+    res.packets, res.accepted, res.dropped = (stats.packets, stats.count("accept"),
+                                              stats.count("drop"))
     res.malformed, res.exceptions = sum(stats.malformed.values()), stats.exceptions
     res.alerts = Counter({k: v for k, v in stats.alerts.items() if v})
     res.bans = {ip: det for ip, _dur, det in enforcer.bans}
