@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench bench-replay fuzz clean
+	uninstall-rules bench bench-replay fuzz clean corpus
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,10 @@ test: setup lint
 
 unit: setup
 	$(PY) -m pytest -q -m "not netns"
+
+# every capture under ../shared/corpus against tests/corpus_expected.toml (also in make test)
+corpus: setup
+	$(PY) scripts/corpus.py
 
 lint: setup
 	$(VENV)/bin/ruff check ips_inline tests scripts

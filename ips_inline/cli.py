@@ -28,7 +28,7 @@ def _replay(args: argparse.Namespace, cfg: Config) -> int:
     else:
         out = sys.stdout
     try:
-        replay(args.pcap, cfg, out, progress_stream())
+        replay(args.pcap, cfg, out, progress_stream(), sys.stderr)
     finally:
         if out is not sys.stdout:
             out.close()

@@ -1,91 +1,102 @@
-"""Offline source: pcap/pcapng files -> (timestamp, L3 bytes), the same bytes
-NFQUEUE would hand the engine. Link layers are stripped by slicing."""
+"""Offline source: capture files -> (timestamp, L3 bytes), the same bytes NFQUEUE
+would hand the engine. The container is read by `capfile`, the link layer is
+stripped by `linklayer`; this module turns their outcomes into what a replay needs:
+one-line errors, and how much of a cut-short last record was left out."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from types import TracebackType
 
-import dpkt
+from .capfile import CaptureError, Cut, Reader, is_capture, open_stream
+from .linklayer import Strip, stripper
 
-_ETH_IP = frozenset((0x0800, 0x86DD))
-_VLAN = frozenset((0x8100, 0x88A8))
-DLT_NULL, DLT_EN10MB, DLT_RAW, DLT_LOOP, DLT_LINUX_SLL, DLT_LINUX_SLL2 = 0, 1, 101, 108, 113, 276
-_RAW_ALIASES = frozenset((12, 14, DLT_RAW, 228, 229))  # BSD/OpenBSD raw, IPv4-only, IPv6-only
+_NON_IP_NAMES = {  # link types seen in real captures that carry no IP we could read
+    105: "IEEE 802.11", 119: "802.11 Prism", 127: "802.11 radiotap", 163: "802.11 AVS",
+    192: "PPI", 195: "IEEE 802.15.4", 215: "IEEE 802.15.4 non-ASK PHY",
+    230: "IEEE 802.15.4 without FCS", 283: "IEEE 802.15.4 TAP", 147: "user-defined",
+}
 
 
 class PcapError(Exception):
     """A capture that cannot be read; the message is one line for the user."""
 
 
-# A frame shorter than its link header yields b"": the engine counts it as
-# malformed rather than silently passing it over as non-IP.
+class UnsupportedLinkType(PcapError):
+    def __init__(self, path: str, linktype: int) -> None:
+        name = _NON_IP_NAMES.get(linktype)
+        super().__init__(f"{path}: unsupported link type {linktype}"
+                         + (f" ({name})" if name else ""))
+        self.linktype = linktype
 
 
-def _strip_ethernet(buf: bytes) -> bytes | None:
-    if len(buf) < 14:
-        return b""
-    off = 12
-    etype = int.from_bytes(buf[12:14], "big")
-    while etype in _VLAN:
-        off += 4
-        etype = int.from_bytes(buf[off:off + 2], "big")
-    return buf[off + 2:] if etype in _ETH_IP else None
+class Capture:
+    """One capture file, read as a stream (gzip decompressed on the fly). Iterate for
+    (capture time, L3 bytes, or None for a frame that carries no IP). When the file
+    ends inside a record (tcpdump killed mid-write), the iteration ends after the last
+    complete one and `cut` holds the bytes of the partial record left out (None when
+    the file ends cleanly; 0 when a gzip stream ends between records)."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.cut: int | None = None
+        try:
+            self._fh = open_stream(path)
+        except OSError as exc:
+            raise PcapError(f"cannot open {path}: {exc.strerror or exc}") from None
+        try:
+            self._reader = Reader(self._fh)
+        except CaptureError as exc:
+            self._fh.close()
+            raise PcapError(f"{path}: {exc}") from None
+        if self._reader.linktype is not None:
+            self._strip_for(self._reader.linktype, True)  # refuse before any packet
 
-def _strip_sll(buf: bytes) -> bytes | None:
-    if len(buf) < 16:
-        return b""
-    return buf[16:] if int.from_bytes(buf[14:16], "big") in _ETH_IP else None
+    def _strip_for(self, linktype: int, little: bool) -> Strip:
+        strip = stripper(linktype, little)
+        if strip is None:
+            raise UnsupportedLinkType(self.path, linktype)
+        return strip
 
+    def __iter__(self) -> Iterator[tuple[float, bytes | None]]:
+        strips: dict[tuple[int, bool], Strip] = {}
+        try:
+            for rec in self._reader:
+                key = (rec.linktype, rec.little)
+                strip = strips.get(key)
+                if strip is None:
+                    strip = strips[key] = self._strip_for(rec.linktype, rec.little)
+                yield rec.ts, strip(rec.frame, rec.wirelen)
+        except Cut as cut:
+            self.cut = cut.present
+        except CaptureError as exc:
+            raise PcapError(f"{self.path}: damaged capture ({exc})") from None
 
-def _strip_sll2(buf: bytes) -> bytes | None:
-    if len(buf) < 20:
-        return b""
-    return buf[20:] if int.from_bytes(buf[0:2], "big") in _ETH_IP else None
+    def close(self) -> None:
+        self._fh.close()
 
+    def __enter__(self) -> Capture:
+        return self
 
-def _strip_null(buf: bytes) -> bytes | None:
-    if len(buf) <= 4:
-        return b""
-    return buf[4:] if buf[4] >> 4 in (4, 6) else None
-
-
-_STRIPPERS = {DLT_EN10MB: _strip_ethernet, DLT_LINUX_SLL: _strip_sll,
-              DLT_LINUX_SLL2: _strip_sll2, DLT_NULL: _strip_null, DLT_LOOP: _strip_null}
-
-
-def _open_reader(fh: BinaryIO, path: str):
-    magic = fh.read(4)
-    fh.seek(0)
-    try:
-        if magic == b"\x0a\x0d\x0d\x0a":
-            return dpkt.pcapng.Reader(fh)
-        return dpkt.pcap.Reader(fh)
-    except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError) as exc:
-        raise PcapError(f"{path}: not a pcap or pcapng file ({exc})") from None
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def read_packets(path: str) -> Iterator[tuple[float, bytes | None]]:
     """Yield (capture time, L3 bytes or None for non-IP frames) per frame."""
+    with Capture(path) as cap:
+        yield from cap
+
+
+def looks_like_capture(path: str) -> bool:
+    """Whether a file starts with a capture's magic (after gzip, if compressed)."""
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, generator lifetime
-    except OSError as exc:
-        raise PcapError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        reader = _open_reader(fh, path)
-        linktype = reader.datalink()
-        strip = _STRIPPERS.get(linktype)
-        if strip is None and linktype not in _RAW_ALIASES:
-            raise PcapError(f"{path}: unsupported link type {linktype}")
-        try:
-            for ts, frame in reader:
-                yield float(ts), (strip(frame) if strip else frame)
-        except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, OSError) as exc:
-            raise PcapError(f"{path}: damaged capture ({exc})") from None
-    finally:
-        fh.close()
+        with open_stream(path) as fh:
+            return is_capture(fh.read(4))
+    except (OSError, EOFError):
+        return False
 
 
 def file_size(path: str) -> int:
