@@ -33,7 +33,16 @@ from .eve import EventSink, alert_record, ban_record, unban_record
 from .http.clean import CleanValues
 from .http.stream import END, NOT_HTTP, HttpError, HttpRequest, HttpStream
 from .packet import conntrack as ct
-from .packet.decode import MALFORMED_REASONS, PROTO_TCP, SYN, URG, Malformed, Packet, decode
+from .packet.decode import (
+    MALFORMED_REASONS,
+    PROTO_TCP,
+    PROTO_UDP,
+    SYN,
+    URG,
+    Malformed,
+    Packet,
+    decode,
+)
 from .packet.defrag import COMPLETE, HELD, Defrag
 from .packet.flows import Flow, FlowTable, StreamError, StreamOverflow
 
@@ -50,10 +59,11 @@ REASONS = (("accept", "clean"), ("accept", "whitelist"), ("accept", "alert_only"
            ("drop", "banned"), ("drop", "malformed"), ("drop", "error"), ("accept", "bypass"),
            ("drop", "stream_conflict"), ("drop", "stream_overflow"), ("accept", "fragment_held"),
            ("drop", "fragment"), ("drop", "truncated"), ("drop", "stream_error"),
-           ("drop", "invalid"), ("accept", "invalid"))
+           ("drop", "invalid"), ("accept", "invalid"), ("accept", "truncated"))
 (CLEAN, WHITELISTED, ALERT_ONLY, MALFORMED_OK, ERROR_OK, DETECTED, BANNED,
  MALFORMED_DROP, ERROR_DROP, BYPASSED, STREAM_CONFLICT, STREAM_OVERFLOW, FRAGMENT_HELD,
- FRAGMENT_DROP, TRUNCATED_DROP, STREAM_ERROR, INVALID_DROP, INVALID_OK) = range(len(REASONS))
+ FRAGMENT_DROP, TRUNCATED_DROP, STREAM_ERROR, INVALID_DROP, INVALID_OK,
+ TRUNCATED_OK) = range(len(REASONS))
 _VERDICT = tuple(BYPASS if reason == "bypass" else ACCEPT if verdict == "accept" else DROP
                  for verdict, reason in REASONS)
 ERROR_LOG_INTERVAL = 10.0  # seconds between tracebacks of engine errors
@@ -62,7 +72,7 @@ _TCP_FLAG_BITS = 0x3F  # FIN..URG: what the TCP detectors look at (not ECE/CWR)
 _TCP_FLAG_COMBOS = _TCP_FLAG_BITS + 1
 # Why a stream could not be followed (besides HttpError reasons): metrics label values.
 STREAM_ERRORS = ("lost", "urgent", "truncated", "exception", "head_too_long", "desync",
-                 "bad_request_line", "bad_length", "conflicting_length", "length_and_chunked",
+                 "bad_length", "conflicting_length", "length_and_chunked",
                  "bad_transfer_encoding", "chunk_size", "chunk_framing", "chunk_line",
                  "inspect_budget", "http2_cleartext", "proxy_header")
 
@@ -215,7 +225,7 @@ class Engine:
         flags, then the initiator's stream (HTTP) and bypass."""
         flow = self.flows.track(pkt, now)
         if flow is not None:
-            if flow.blocked:
+            if flow.blocked and flow.from_initiator(pkt):
                 return self._count(STREAM_ERROR if flow.blocked != "detector" else DETECTED)
             if flow.bypassed == BYPASS or flow.bypassed == BYPASS_ACKS and not pkt.payload:
                 return self._count(BYPASSED)  # live, the kernel no longer queues these
@@ -223,7 +233,7 @@ class Engine:
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
                 return self._count(self._hit(det, sig, pkt, flow, now))
-        if flow is None:
+        if flow is None or flow.blocked:  # (a blocked connection's responder side)
             self._verdicts[CLEAN] += 1
             return ACCEPT
         code = CLEAN
@@ -317,7 +327,9 @@ class Engine:
                 continue
             code = max(code, self._inspect_request(request, parts, pkt, flow, now))
             if code == DETECTED:
-                break
+                return code
+        if http.error is not None:
+            raise http.error  # after inspecting what came before it
         if http.dead:
             flow.release()  # not HTTP: no buffer is needed any more
         return code
@@ -438,5 +450,8 @@ class Engine:
 
     def _truncated(self, pkt: Packet, state: int, now: float) -> int:
         """Accepted by policy: inspected as far as it goes. A connection whose
-        stream lost bytes cannot be followed: _inspect_stream fails it closed."""
+        stream lost bytes cannot be followed: _inspect_stream fails it closed.
+        Cut inside its TCP or UDP header, there is nothing to inspect."""
+        if pkt.proto in (PROTO_TCP, PROTO_UDP) and not pkt.sport and not pkt.dport:
+            return self._count(TRUNCATED_OK)
         return self._inspect(pkt, state, now)

@@ -209,4 +209,4 @@ def test_script_without_a_corpus_says_so_and_fails_only_in_ci(tmp_path):
 def test_clean_capture_is_really_clean(small):
     """The fixture's clean capture: a client's GET after its handshake."""
     res = corpus.run_one(small / "set" / "clean.pcap", small, corpus.Config())
-    assert res.clean and res.packets == res.accepted == 3 and res.refused is None
+    assert res.clean and res.packets == res.accepted == 4 and res.refused is None

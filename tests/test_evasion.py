@@ -495,9 +495,10 @@ def test_chunked_body_past_the_buffer_is_still_parsed() -> None:
 def test_chunked_framing_errors_raise(tail: bytes, reason: str) -> None:
     stream = HttpStream(16384, 64)
     head = chunked([])[:-5]
-    with pytest.raises(HttpError) as err:
-        stream.feed(head + tail)
-    assert err.value.reason == reason
+    units = stream.feed(head + tail)
+    assert [kind for kind, _r, _p in units] == ["head"]  # the head was still inspected
+    assert isinstance(stream.error, HttpError) and stream.error.reason == reason
+    assert stream.feed(http_get("/more")) == []  # nothing is followed past the error
 
 
 # -- encodings -----------------------------------------------------------------------------

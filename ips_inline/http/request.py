@@ -125,6 +125,9 @@ def strip_version(target: str) -> tuple[str, str]:
     before, sep, version = target.rpartition("HTTP/")
     if not sep:
         before, sep, version = target.rpartition("http/")
+    if sep and not before and len(version) == 3 and version[0].isdigit() \
+            and version[1] == "." and version[2].isdigit():
+        return "", "HTTP/" + version  # `OPTIONS HTTP/1.1`: no target at all
     if (sep and before and before[-1] in _WS and len(version) in (1, 3)
             and version[0] in "0123456789"
             and (len(version) == 1 or version[1] == "." and version[2] in "0123456789")):

@@ -215,7 +215,7 @@ class HttpStream:
 
     __slots__ = ("max_head", "max_body", "max_inspect", "state", "buf", "scan", "request",
                  "left", "chunks", "body", "body_factory", "requests", "mem", "held",
-                 "picked", "h2_ok", "http09", "_units")
+                 "picked", "h2_ok", "http09", "error", "_units")
 
     def __init__(self, max_head: int, max_body: int, mem: StreamMemory | None = None,
                  body_factory: BodyFactory = FormOrText, max_inspect: int = 4 << 20,
@@ -237,6 +237,7 @@ class HttpStream:
         self.picked = picked  # picked up mid-stream: no PROXY header expected
         self.h2_ok = h2_ok
         self.http09 = False
+        self.error: HttpError | None = None  # why the stream cannot be followed
         self._units: list[Unit] = []
 
     # -- the engine's questions -------------------------------------------------------
@@ -261,15 +262,20 @@ class HttpStream:
 
     # -- feeding -------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[Unit]:
-        """Units complete with these bytes; HttpError when the stream cannot
-        be followed (nothing is inspected past that point)."""
+        """Units complete with these bytes. Where the stream cannot be
+        followed, `error` is set (an HttpError): the units cut before it are
+        still returned, to be inspected, and nothing after it is."""
         self._units = units = []
-        if self.state == NOT_HTTP:
+        if self.state == NOT_HTTP or self.error is not None:
             return units
         self.buf += data
         step = self._step
-        while self.buf and self.state != NOT_HTTP and step():
-            pass
+        try:
+            while self.buf and self.state != NOT_HTTP and step():
+                pass
+        except HttpError as exc:
+            self.error = exc
+            self.buf = bytearray()
         self._charge()
         return units
 
@@ -349,11 +355,14 @@ class HttpStream:
         line = bytes(buf[:nl]).rstrip(b"\r").decode("latin-1")
         method, _, rest = line.partition(" ")
         _target, version = _split_target(rest)
-        if version or method == "GET" and _target.startswith("/"):
-            self.http09 = not version
+        if version or "HTTP/" in line.upper():
+            # A version, or one that is odd (`HTTP/1.`, no target, text after it):
+            # servers answer such lines, some serve them; header fields follow.
+            self.http09 = False
             return "request"
-        if "HTTP/" in line.upper():
-            raise HttpError("bad_request_line")  # looks like a request, does not parse
+        if method == "GET" and _target.startswith("/"):
+            self.http09 = True
+            return "request"
         return "no request line"
 
     def _proxy_header(self) -> str | None:

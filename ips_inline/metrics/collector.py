@@ -89,6 +89,10 @@ def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:
                    DETECTOR_NAMES)
     yield _counter("ips_inline_malformed_total", "Undecodable packets by reason", "reason",
                    data.get("malformed", {}))
+    yield _counter("ips_inline_stream_errors_total",
+                   "Connections whose stream the engine could not follow, by reason "
+                   "(failed closed unless engine.stream_error_policy = accept)", "reason",
+                   data.get("stream_errors", {}))
     yield CounterMetricFamily("ips_inline_exceptions_total", "Engine errors on a packet",
                               value=data.get("exceptions", 0))
     yield _counter("ips_inline_defrag_total", "IP fragment reassembly events", "event",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 Snapshot = dict[str, Any]
 
 # Tables keyed by connection; every other engine table is keyed by source address.
-FLOW_TABLES = frozenset({"flows", "half_open"})
+FLOW_TABLES = frozenset({"flows", "half_open", "picked_up"})
 
 
 class TableLike(Protocol):
@@ -34,6 +34,7 @@ class StatsLike(Protocol):
     alerts: Mapping[str, int]
     bans: Mapping[str, int]
     malformed: Mapping[str, int]
+    stream_errors: Mapping[str, int]
     exceptions: int
     truncated: int
 
@@ -74,6 +75,7 @@ def snapshot(engine: EngineLike, latency: LatencyHistogram | None = None) -> Sna
         "ban_failures": {"rate_cap": engine.bans.rate_capped},
         "unbans": engine.bans.unbans,
         "malformed": dict(stats.malformed),
+        "stream_errors": dict(stats.stream_errors),
         "exceptions": stats.exceptions,
         "state_evictions": evictions,
         "defrag": dict(engine.defrag.counts),

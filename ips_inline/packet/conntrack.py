@@ -4,9 +4,13 @@ The engine sees INPUT only, so it cannot tell by itself a reply from a probe,
 or a handshake a forger guessed from one the host completed. The kernel's
 connection tracking can. Live, the rules write each packet's conntrack state
 into a few bits of the packet mark before the queue (enforce/iptables.py:
-`ct_mark_rules`); the daemon hands the mark to the engine. Offline, replay has
-no kernel: `CtInfer` derives the same states from both directions of the
-capture, as conntrack would (roughly: no TCP window tracking).
+`ct_rules`); the daemon hands the mark to the engine. Offline, replay has no
+kernel: `CtInfer` derives the same states from both directions of the
+capture, as conntrack would, with two differences: no TCP window tracking,
+and leniency where a capture lacks context (it often starts in the middle of
+connections): only a flag combination no stack sends is INVALID; a packet of
+a connection the capture never showed opening is NEW (a pickup), a SYN-ACK
+without its SYN a REPLY.
 
 States (the mark holds state << shift):
   NEW        opens a connection, or nothing was seen in reply yet
@@ -121,12 +125,12 @@ class CtInfer:
                 conn.seen = now  # a retransmitted SYN
             return NEW
         if conn is None:
-            # conntrack picks up a connection from a pure ACK (tcp_loose); a FIN,
-            # RST or SYN-ACK without one is INVALID.
-            if flags & (SYN | FIN | RST) or not flags & ACK:
-                return INVALID
+            if flags & (SYN | ACK) == SYN | ACK:  # the capture missed the SYN
+                conn = _Conn((pkt.dst, pkt.dport), now, (pkt.ack - 1) & _SEQ)
+                self._add(key, conn)
+                return self._tcp_reply(conn, pkt)
             self._add(key, _Conn((pkt.src, pkt.sport), now, -1))
-            return NEW
+            return NEW  # picked up: the capture started after it opened
         conn.seen = now
         if (pkt.src, pkt.sport) != conn.orig:
             return self._tcp_reply(conn, pkt)
@@ -143,11 +147,8 @@ class CtInfer:
     def _tcp_reply(conn: _Conn, pkt: Packet) -> int:
         flags = pkt.flags
         if flags & (SYN | ACK) == SYN | ACK:
-            if conn.isn >= 0 and pkt.ack != (conn.isn + 1) & _SEQ:
-                return INVALID  # not an answer to the SYN
-            conn.synack, conn.sent = pkt.seq, 1  # its SYN uses one number
-        elif flags & SYN:
-            return INVALID  # a SYN from the responder's side (simultaneous open: rare)
+            if conn.isn < 0 or pkt.ack == (conn.isn + 1) & _SEQ:  # answers the SYN
+                conn.synack, conn.sent = pkt.seq, 1  # its SYN uses one number
         elif conn.synack >= 0:
             used = ((pkt.seq - conn.synack) & _SEQ) + len(pkt.payload) + (1 if flags & FIN else 0)
             if used < 1 << 30:
@@ -171,10 +172,9 @@ class CtInfer:
             return EST if conn.replied else NEW
         if pkt.icmp_type == _ECHO_REPLY[proto]:
             conn = self._lookup((proto, pkt.dst, pkt.src), now)
-            if conn is None:
-                return INVALID
-            conn.replied = True
-            return REPLY
+            if conn is not None:
+                conn.replied = True
+            return REPLY  # (without its request: the capture missed it)
         return RELATED  # errors and the rest: never a probe of ours to count
 
     def _datagram(self, pkt: Packet, now: float) -> int:
