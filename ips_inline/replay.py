@@ -9,7 +9,7 @@ from typing import IO, Any
 from .bans import BanManager, RecordingEnforcer, Whitelist
 from .config import Config
 from .engine import Engine, Stats
-from .eve import EventSink, JsonLines
+from .eve import EventSink, JsonLines, timestamp
 from .metrics import replay_figures
 from .sources.pcap import file_size, read_packets
 
@@ -28,6 +28,7 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
     sink = JsonLines(out)
     engine, enforcer = build_engine(cfg, sink)
     non_ip = 0
+    last = 0.0  # the last packet's time: the stats record's timestamp
     for path in paths:
         show = progress if progress is not None and file_size(path) > _LARGE else None
         for n, (ts, l3) in enumerate(read_packets(path), 1):
@@ -35,26 +36,29 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
                 non_ip += 1  # ARP and friends never reach the IP hooks
                 continue
             engine.process(l3, ts)
+            last = ts
             if show is not None and n % _PROGRESS_EVERY == 0:
                 show.write(f"\r{path}: {n} packets")
                 show.flush()
         if show is not None:
             show.write("\n")
     record = stats_record(engine.stats, [ip for ip, _d, _det in enforcer.bans], non_ip,
-                          engine.defrag.counts)
+                          engine.defrag.counts, last)
     record["stats"]["metrics"] = replay_figures(engine)  # the same names /metrics exports
     sink.emit(record)
     return record
 
 
 def stats_record(stats: Stats, bans: list[str], non_ip: int,
-                 defrag: dict[str, int] | None = None) -> dict[str, Any]:
+                 defrag: dict[str, int] | None = None, now: float = 0.0) -> dict[str, Any]:
     """Every IP record is one packet with one verdict. IP fragments: those held
     until their datagram completes count as accepted (metrics reason
     fragment_held); the one completing it counts under the datagram's verdict;
     pieces of a datagram dropped (overlap conflict, bad or evicted) count as
-    dropped (reason fragment). `defrag` counts reassembly events."""
+    dropped (reason fragment). `defrag` counts reassembly events; `now` is
+    the time of the last packet."""
     return {
+        "timestamp": timestamp(now),
         "event_type": "stats",
         "stats": {
             "packets": stats.packets,

@@ -15,6 +15,7 @@ from .base import BaseDetector, Context, Signature
 SIG = Signature(1000004, "Port scan: many distinct destination ports",
                 "Attempted Information Leak", 2)
 _SERVICE_PORTS = frozenset((53, 67, 68, 123, 137, 138, 443, 1900, 5353))
+EVIDENCE_PORTS = 64  # probed ports an alert lists at most (the threshold is configurable)
 
 
 class _Ports:
@@ -55,3 +56,9 @@ class PortScan(BaseDetector):
         if len(ports) <= self.threshold:  # the set stops growing once it has fired
             ports.add(pkt.dport)
         return SIG if len(ports) > self.threshold else None
+
+    def evidence(self, pkt: Packet, now: float) -> dict[str, list[str]]:
+        entry = self.sources.get(pkt.src, now)
+        if entry is None:
+            return {}
+        return {"ports": [str(p) for p in sorted(entry.ports)[:EVIDENCE_PORTS]]}

@@ -23,7 +23,7 @@ _IP4 = Struct("!BBHHHBBH4s4s")
 # An option-less IPv4 header and its TCP or UDP header, in one unpack.
 _IP4_TCP = Struct("!xxHxxHxxxx4s4sHHIIBB")
 _IP4_UDP = Struct("!xxHxxHxxxx4s4sHHH")
-_IP4_ICMP = Struct("!xxHxxHxxxx4s4sB")
+_IP4_ICMP = Struct("!xxHxxHxxxx4s4sBB")
 _UDP = Struct("!HHH")
 _TCP = Struct("!HHIIBB")
 _V6_EXT = frozenset((0, 43, 60, 51))  # hop-by-hop, routing, destination options, AH
@@ -50,8 +50,10 @@ class Packet:
     """One decoded packet. Addresses stay raw bytes (4 or 16) so the hot path
     never formats them; `src_ip`/`dst_ip` format on demand for alerts."""
 
+    # icmp_code is set (with icmp_type) only where an ICMP header is decoded:
+    # every other packet skips the store. EVE reads it for ICMP alerts.
     __slots__ = ("src", "dst", "proto", "sport", "dport", "flags", "seq",
-                 "icmp_type", "payload", "length", "fragment", "truncated")
+                 "icmp_type", "icmp_code", "payload", "length", "fragment", "truncated")
 
     def __init__(self, src: bytes, dst: bytes, proto: int, length: int, sport: int = 0,
                  dport: int = 0, flags: int = 0, seq: int = 0, payload: bytes = b"") -> None:
@@ -104,10 +106,10 @@ def decode(buf: bytes) -> Packet:
                     raise Malformed("udp_length")
                 return Packet(src, dst, proto, n, sport, dport, 0, 0, buf[28:20 + ulen])
         elif proto == PROTO_ICMP:
-            total, frag, src, dst, icmp_type = _IP4_ICMP.unpack_from(buf)
+            total, frag, src, dst, icmp_type, icmp_code = _IP4_ICMP.unpack_from(buf)
             if total == n and not frag & 0x3FFF:
                 pkt = Packet(src, dst, proto, n)
-                pkt.icmp_type = icmp_type
+                pkt.icmp_type, pkt.icmp_code = icmp_type, icmp_code
                 return pkt
     if not buf:
         raise Malformed("empty")
@@ -207,7 +209,7 @@ def _decode_l4(pkt: Packet, buf: bytes, off: int, end: int) -> None:
     elif proto in (PROTO_ICMP, PROTO_ICMP6):
         if end - off < 4:
             raise Malformed("icmp_truncated")
-        pkt.icmp_type = buf[off]
+        pkt.icmp_type, pkt.icmp_code = buf[off], buf[off + 1]
 
 
 def _check_options(buf: bytes, off: int, end: int) -> None:

@@ -64,11 +64,12 @@ class StreamMemory:
 
 class Flow:
     __slots__ = ("seen", "src", "established", "handshake", "blocked", "bypassed", "packets",
-                 "next_seq", "pending", "http", "request", "tail", "mem")
+                 "next_seq", "pending", "http", "request", "tail", "mem", "start")
 
     def __init__(self, src: bytes, now: float, next_seq: int, handshake: bool,
                  mem: StreamMemory | None = None) -> None:
         self.seen = now
+        self.start = now  # first packet: with the 5-tuple, the EVE flow_id
         self.src = src  # the initiator: the side whose requests we inspect
         self.established = False
         self.handshake = handshake  # a full handshake was seen (not picked up mid-stream)
