@@ -115,6 +115,14 @@ class BanManager:
         entry.offences[detector] = (now, 0)
         return self._ban(src, entry, detector, now, proven)
 
+    def offences(self, src: bytes, detector: str, now: float) -> int:
+        """Offences of `src` by `detector` in the current window (for EVE)."""
+        entry = self.history.get(src, now)
+        if entry is None:
+            return 0
+        start, count = entry.offences.get(detector, (now, 0))
+        return 0 if now - start > self.cfg.offence_window else count
+
     def duration(self, previous_bans: int) -> int:
         cfg = self.cfg
         seconds = cfg.base_duration * cfg.factor ** min(previous_bans, 64)

@@ -76,6 +76,18 @@ def _bans(args: argparse.Namespace, cfg: Config) -> int:
     return list_bans(cfg, args.json)
 
 
+def _explain(args: argparse.Namespace, cfg: Config) -> int:
+    import time
+
+    from .explain import main as explain
+    from .manage import parse_ip
+
+    # A replay's output (--eve) has no state file: read one only when named.
+    state = args.state if args.eve else (args.state or cfg.live.state_path)
+    return explain(parse_ip(args.ip), args.eve or [cfg.live.eve_path], state, args.json,
+                   time.time() if state else None, sys.stdout)
+
+
 def _config_path(args: argparse.Namespace) -> str | None:
     if args.command == "check-config":
         return args.file
@@ -110,6 +122,13 @@ def parser() -> argparse.ArgumentParser:
     ub.add_argument("ip")
     ls = _command(sub, "bans", _bans, "list active bans")
     ls.add_argument("--json", action="store_true")
+    ex = _command(sub, "explain", _explain, "why is (or was) this address banned?")
+    ex.add_argument("ip")
+    ex.add_argument("--eve", action="append", metavar="FILE",
+                    help="EVE log(s) to read, oldest first (.gz too; default: live.eve_path); "
+                         "then the state file is read only with --state")
+    ex.add_argument("--state", metavar="FILE", help="state file (default: live.state_path)")
+    ex.add_argument("--json", action="store_true")
     return p
 
 

@@ -136,11 +136,20 @@ class MetricsConfig:
 
 
 @dataclass
+class EveConfig:
+    # payload_printable of the offending HTTP request on alerts (Suricata's
+    # printable form); off keeps request bytes (cookies, credentials) out of the log.
+    payload: bool = True
+    payload_max: int = 1024  # bytes of the request shown at most
+
+
+@dataclass
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     bans: BanConfig = field(default_factory=BanConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    eve: EveConfig = field(default_factory=EveConfig)
     detectors: dict[str, DetectorConfig] = field(default_factory=_detector_defaults)
 
 
@@ -171,7 +180,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
-_SECTIONS = ("engine", "bans", "live", "metrics")
+_SECTIONS = ("engine", "bans", "live", "metrics", "eve")
 
 
 def _load_detectors(raw: Any) -> dict[str, DetectorConfig]:
@@ -246,6 +255,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key metrics.port must be 1..65535")
     if not 1 <= cfg.metrics.latency_sample <= 65536:
         raise ConfigError("config key metrics.latency_sample must be 1..65536")
+    if not 1 <= cfg.eve.payload_max <= 65536:
+        raise ConfigError("config key eve.payload_max must be 1..65536 (eve.payload = false: none)")
 
 
 def _marks(live: LiveConfig) -> None:

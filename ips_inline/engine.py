@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from .bans import BanManager, Whitelist
 from .config import Config
 from .detectors import Context, Detector, build
 from .detectors.base import Signature
-from .eve import EventSink, alert_record, ban_record, unban_record
+from .eve import Cause, EventSink, alert_record, ban_record, unban_record
 from .http.clean import CleanValues
 from .http.stream import END, NOT_HTTP, HttpError, HttpRequest, HttpStream
 from .packet import conntrack as ct
@@ -113,6 +114,10 @@ class Engine:
         self._ctx: Context | None = None
         self._next_error_log = 0.0
         self.defrag = Defrag()
+        # Live: the input interface of the packet being judged (EVE in_iface);
+        # called only when an alert record is written.
+        self.get_iface: Callable[[], str | None] | None = None
+        self._cause: Cause | None = None  # the last alert's packet: its ban names the flow
         self.reconfigure(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
@@ -363,26 +368,30 @@ class Engine:
         sources never get here). Returns the verdict reason code."""
         name = det.name
         block = det.cfg.mode == "block"
+        proven = flow is not None and flow.handshake
+        # Payload attacks count toward a ban only on a connection whose
+        # handshake the kernel proved: a forger's packets never ban.
+        counts = block and det.cfg.ban_after > 0 and (not det.payload or proven)
         self.stats.alerts[name] += 1
-        self._alert(pkt, name, sig, block, det.payload, now)
+        self._alert(det, sig, pkt, flow, block, det.cfg.ban_after if counts else 0, now)
         if not block:
             return ALERT_ONLY
-        proven = flow is not None and flow.handshake
         if det.payload:
             assert flow is not None
             flow.blocked = "detector"  # the rest of this connection carries the attack
             flow.release()
-            if not proven:
-                return DETECTED  # no handshake the kernel saw: a forger's packets never ban
-        if det.cfg.ban_after:
+        if counts:
             self.bans.offence(pkt.src, name, det.cfg.ban_after, now, proven=proven)
         return DETECTED
 
-    def _alert(self, pkt: Packet, name: str, sig: Signature, blocked: bool, payload: bool,
-               now: float) -> None:
+    def _alert(self, det: Detector, sig: Signature, pkt: Packet, flow: Flow | None,
+               blocked: bool, ban_after: int, now: float) -> None:
         """EVE record; rate detectors log at most one per source+detector per
-        alert_interval so a flood in alert-only mode does not flood the log."""
-        if not payload:  # each payload attack is its own event; rate hits repeat
+        alert_interval so a flood in alert-only mode does not flood the log.
+        `ban_after`: offences that make a ban, if this one counts (else 0)."""
+        self._cause = (pkt, flow, now)
+        name = det.name
+        if not det.payload:  # each payload attack is its own event; rate hits repeat
             key = (pkt.src, name)
             last = self._last_alert.get(key)
             if last is not None and now - last < self.cfg.engine.alert_interval:
@@ -390,11 +399,22 @@ class Engine:
             if len(self._last_alert) >= self.cfg.engine.max_sources:
                 self._last_alert.clear()
             self._last_alert[key] = now
-        self.sink.emit(alert_record(pkt, name, sig, blocked, now))
+        if not self.sink.wants("alert"):  # past the log's budget: counted there, not built
+            return
+        meta = det.evidence(pkt, now)
+        if ban_after:
+            meta["offences"] = [str(self.bans.offences(pkt.src, name, now) + 1)]
+            meta["ban_after"] = [str(ban_after)]
+        eve = self.cfg.eve
+        self.sink.emit(alert_record(
+            pkt, name, sig, blocked, now, flow=flow, meta=meta,
+            request=flow.request if flow is not None and det.payload else None,
+            iface=self.get_iface() if self.get_iface is not None else None,
+            payload_max=eve.payload_max if eve.payload else 0))
 
     def _on_ban(self, src: bytes, detector: str, duration: int, count: int, now: float) -> None:
         self.stats.bans[detector] += 1
-        self.sink.emit(ban_record(src, detector, duration, count, now))
+        self.sink.emit(ban_record(src, detector, duration, count, now, cause=self._cause))
 
     def _on_unban(self, src: bytes, reason: str, now: float) -> None:
         self.sink.emit(unban_record(src, reason, now))

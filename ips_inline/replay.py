@@ -9,7 +9,7 @@ from typing import IO, Any
 from .bans import BanManager, RecordingEnforcer, Whitelist
 from .config import Config
 from .engine import Engine, Stats
-from .eve import EventSink, JsonLines
+from .eve import EventSink, JsonLines, timestamp
 from .metrics import replay_figures
 from .sources.pcap import Capture, file_size
 
@@ -30,37 +30,42 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
     sink = JsonLines(out)
     engine, enforcer = build_engine(cfg, sink)
     non_ip = 0
+    last = 0.0  # the last packet's time: the stats record's timestamp
     cut = {"files": 0, "bytes": 0}
     for path in paths:
         show = progress if progress is not None and file_size(path) > _LARGE else None
         with Capture(path) as cap:
-            non_ip += feed(engine, cap, show)
+            skipped, last = feed(engine, cap, show, last)
+            non_ip += skipped
         if cap.cut is not None:
             cut["files"] += 1
             cut["bytes"] += cap.cut
             if warn is not None:
                 warn.write(f"ips-inline: warning: {cut_message(cap)}\n")
     record = stats_record(engine.stats, [ip for ip, _d, _det in enforcer.bans], non_ip,
-                          engine.defrag.counts, cut)
+                          engine.defrag.counts, cut, last)
     record["stats"]["metrics"] = replay_figures(engine)  # the same names /metrics exports
     sink.emit(record)
     return record
 
 
-def feed(engine: Engine, cap: Capture, show: IO[str] | None = None) -> int:
-    """Every packet of one capture through the engine; returns the non-IP frames."""
+def feed(engine: Engine, cap: Capture, show: IO[str] | None = None,
+         last: float = 0.0) -> tuple[int, float]:
+    """Every packet of one capture through the engine; returns the non-IP
+    frames and the time of the last packet (`last` if there was none)."""
     non_ip = 0
     for n, (ts, l3) in enumerate(cap, 1):
         if l3 is None:
             non_ip += 1  # ARP and friends never reach the IP hooks
             continue
         engine.process(l3, ts)
+        last = ts
         if show is not None and n % _PROGRESS_EVERY == 0:
             show.write(f"\r{cap.path}: {n} packets")
             show.flush()
     if show is not None:
         show.write("\n")
-    return non_ip
+    return non_ip, last
 
 
 def cut_message(cap: Capture) -> str:
@@ -71,14 +76,16 @@ def cut_message(cap: Capture) -> str:
 
 def stats_record(stats: Stats, bans: list[str], non_ip: int,
                  defrag: dict[str, int] | None = None,
-                 cut: dict[str, int] | None = None) -> dict[str, Any]:
+                 cut: dict[str, int] | None = None, now: float = 0.0) -> dict[str, Any]:
     """Every IP record is one packet with one verdict. IP fragments: those held
     until their datagram completes count as accepted (metrics reason
     fragment_held); the one completing it counts under the datagram's verdict;
     pieces of a datagram dropped (overlap conflict, bad or evicted) count as
     dropped (reason fragment). `defrag` counts reassembly events. `capture_cut`:
-    files that ended inside a record, and the bytes of those records left out."""
+    files that ended inside a record, and the bytes of those records left out;
+    `now` is the time of the last packet."""
     return {
+        "timestamp": timestamp(now),
         "event_type": "stats",
         "stats": {
             "packets": stats.packets,

@@ -61,6 +61,9 @@ class _Discard:
     def ban(self, ip: str, duration: int, detector: str, count: int) -> None:
         pass
 
+    def wants(self, event_type: str) -> bool:
+        return True  # the same path as the real engine's
+
     def emit(self, record: dict[str, Any]) -> None:
         pass
 

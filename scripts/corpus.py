@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ips_inline.config import Config  # noqa: E402
-from ips_inline.eve import Collect  # noqa: E402
+from ips_inline.eve import Collect, detector_of  # noqa: E402
 from ips_inline.replay import build_engine, feed  # noqa: E402
 from ips_inline.sources.pcap import (  # noqa: E402
     Capture,
@@ -122,7 +122,7 @@ def run_one(path: Path, root: Path, cfg: Config) -> Result:
     start = time.perf_counter()
     try:
         with Capture(str(path)) as cap:
-            res.non_ip = feed(engine, cap)
+            res.non_ip, _last = feed(engine, cap)
         res.cut = cap.cut
     except UnsupportedLinkType as exc:
         res.refused, res.linktype = str(exc), exc.linktype
@@ -306,8 +306,8 @@ def show(report: Report) -> None:
         print(f"{res.name}: {res.packets} packets, {res.dropped} dropped, "
               f"alerts {dict(res.alerts)}, bans {res.bans}, exceptions {res.exceptions}")
         for ev in res.events[:10]:
-            print(f"    {ev['detector']}: {ev['src_ip']}:{ev['src_port']} -> "
-                  f"{ev['dest_ip']}:{ev['dest_port']} {ev['proto']}")
+            print(f"    {detector_of(ev)}: {ev['src_ip']}:{ev.get('src_port', '-')} -> "
+                  f"{ev['dest_ip']}:{ev.get('dest_port', '-')} {ev['proto']}")
         for line in res.log[:3]:
             print(f"    log: {line}")
 

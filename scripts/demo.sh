@@ -69,6 +69,9 @@ for n in "${!EXPECT[@]}"; do
 done
 if grep -q "$CLIENT4" <<<"$bans_json"; then echo "  WRONG: the client was banned"; bans_ok=1; fi
 
+step "why was ${VICTIM4%.*}.37 banned? (ips-inline explain)"
+"$LAB" exec victim "$IPS" --config "$CONFIG" explain "${VICTIM4%.*}.37" | sed 's/^/  /'
+
 step "a few lines of http://$VICTIM4:9100/metrics"
 "$LAB" exec victim curl -s "http://127.0.0.1:9100/metrics" |
     grep -E '^ips_inline_(packets_total|alerts_total|bans_total|bans_active|queue_dropped)' |

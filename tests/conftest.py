@@ -7,7 +7,7 @@ import pytest
 from ips_inline.bans import BanManager, RecordingEnforcer, Whitelist
 from ips_inline.config import Config
 from ips_inline.engine import BLOCK, DROP, Engine
-from ips_inline.eve import Collect
+from ips_inline.eve import Collect, detector_of
 
 
 class Harness:
@@ -30,7 +30,10 @@ class Harness:
 
     def alerts(self, detector: str | None = None) -> list[dict]:
         return [r for r in self.sink.records if r["event_type"] == "alert"
-                and (detector is None or r["detector"] == detector)]
+                and (detector is None or detector_of(r) == detector)]
+
+    def alert_detectors(self) -> list[str | None]:
+        return [detector_of(r) for r in self.alerts()]
 
     def banned(self) -> dict[str, str]:
         return {ip: det for ip, _dur, det in self.enforcer.bans}

@@ -67,7 +67,7 @@ def test_readme_documents_every_key() -> None:
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     cfg = Config()
-    for section in ("engine", "bans", "live", "metrics"):
+    for section in ("engine", "bans", "live", "metrics", "eve"):
         for f in fields(getattr(cfg, section)):
             assert f"`{section}.{f.name}" in readme, f"{section}.{f.name} not in README"
     for f in fields(DetectorConfig):

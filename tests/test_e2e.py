@@ -18,9 +18,13 @@ from pathlib import Path
 import pytest
 from conftest_lab import lab_fixture  # noqa: F401  (the `lab` fixture)
 from e2e_helpers import IPS, SCENARIO, Victim, attack, scenario_env, source
+from eve_schema import check_records
 from lab import Lab
 
 pytestmark = pytest.mark.netns
+# The attacks' sources (scenario.sh's numbering) and the detector that bans each.
+BANNED_BY = {31: "icmp_flood", 32: "syn_flood", 33: "port_scan", 34: "null_scan",
+             35: "fin_scan", 36: "xmas_scan", 37: "sqli"}
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,40 @@ def test_client_never_lost_a_request(lab: Lab, client: Path) -> None:
         time.sleep(0.2)
     ok, lost, pings, ping_lost = map(int, (client / "client.result").read_text().split())
     assert ok > 20 and lost == 0 and pings > 20 and ping_lost == 0
+
+
+def test_every_eve_record_the_lab_wrote_is_valid(victim: Victim) -> None:
+    """Against Suricata's schema (tests/eve_schema.py): the alerts as they are,
+    the other records without their own object; community_id as the
+    communityid library computes it; HTTP alerts with url and hostname."""
+    records = [json.loads(line) for line in victim.eve.read_text().splitlines() if line]
+    kinds = {r["event_type"] for r in records}
+    assert {"alert", "ban", "unban"} <= kinds, kinds
+    assert any(r.get("app_proto") == "http" for r in records)
+    errors = check_records(records)
+    assert not errors, "\n".join(errors[:20])
+
+
+def test_explain_names_the_detector_behind_every_ban(lab: Lab, victim: Victim) -> None:
+    for n, detector in BANNED_BY.items():
+        res = victim.ips("explain", source(lab, n), "--json")
+        out = json.loads(res.stdout)
+        bans = [b for b in out["bans"] if b["detector"] == detector]
+        assert bans, f"{source(lab, n)}: no {detector} ban in {out['bans']}"
+        alerts = bans[-1]["alerts"]
+        assert alerts and {a["detector"] for a in alerts} == {detector}, alerts
+        assert alerts[-1]["offence"] == alerts[-1]["ban_after"]
+        if detector == "sqli":
+            assert all(a["request"].startswith("GET /") for a in alerts)
+            assert bans[-1]["ended"]["reason"] == "manual"  # test_unban_lets_the_source_back_in
+            assert not out["banned"]
+        else:
+            assert out["banned"] and out["state"]["detector"] == detector
+        if detector == "port_scan":
+            assert len(alerts[-1]["ports"]) > 20
+    manual = json.loads(victim.ips("explain", source(lab, 39), "--json").stdout)
+    assert manual["banned"] and manual["state"]["origin"] == "manual" and not manual["bans"]
+    text = victim.ips("explain", source(lab, 37)).stdout
+    assert f"{source(lab, 37)}: not banned now" in text and "sqli (origin local)" in text
+    never = victim.ips("explain", source(lab, 99))
+    assert never.returncode == 0 and "never seen" in never.stdout

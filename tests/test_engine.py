@@ -155,4 +155,4 @@ def test_eve_alert_shape(harness) -> None:
     assert alert["src_ip"] == "10.77.0.30" and alert["dest_port"] == 27 and alert["proto"] == "TCP"
     assert set(alert["alert"]) >= {"action", "signature_id", "signature", "category", "severity"}
     ban = next(r for r in harness.sink.records if r["event_type"] == "ban")
-    assert ban["detector"] == "xmas_scan" and ban["duration"] == 300
+    assert ban["ban"]["detector"] == "xmas_scan" and ban["ban"]["duration"] == 300

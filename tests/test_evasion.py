@@ -230,7 +230,7 @@ def test_fragmented_sqli_blocked_by_the_completing_fragment(family: int, order: 
         frags.reverse()
     verdicts = h.feed(*frags)
     assert all(verdicts[:-1]) and verdicts[-1] is False
-    assert [a["detector"] for a in h.alerts()] == ["sqli"]
+    assert h.alert_detectors() == ["sqli"]
     assert count(h, "accept", "fragment_held") == len(frags) - 1
     assert h.engine.stats.packets == 3 + len(frags)  # every fragment has one verdict
     # the attacker re-sends the dropped last piece: it stays dropped
@@ -307,7 +307,7 @@ def test_tiny_segments_join(harness, size: int) -> None:
     pieces = [SQLI[i:i + size] for i in range(0, len(SQLI), size)]
     verdicts = harness.feed(*[conn.send(p) for p in pieces])
     assert all(verdicts[:-1]) and verdicts[-1] is False  # the completing segment is dropped
-    assert [a["detector"] for a in harness.alerts()] == ["sqli"]
+    assert harness.alert_detectors() == ["sqli"]
 
 
 def test_out_of_order_segments_reassemble(harness) -> None:
@@ -344,7 +344,7 @@ def test_out_of_order_beyond_the_bound_is_dropped_then_recovers(harness) -> None
     assert count(harness, "drop", "stream_overflow") == 1
     # the sender retransmits from the hole on, in order: the attack is still caught
     rest = harness.feed(*[segment(conn, s, d) for s, d in pieces])
-    assert rest[-1] is False and [a["detector"] for a in harness.alerts()] == ["sqli"]
+    assert rest[-1] is False and harness.alert_detectors() == ["sqli"]
 
 
 def test_flow_stream_memory_is_bounded_and_given_back() -> None:
@@ -455,7 +455,7 @@ def test_attack_in_chunked_body_is_found(harness, variant: str) -> None:
     else:
         verdicts = harness.feed(conn.send(request))
     assert verdicts[-1] is False and all(verdicts[:-1])
-    assert [a["detector"] for a in harness.alerts()] == ["sqli"]
+    assert harness.alert_detectors() == ["sqli"]
 
 
 def test_chunked_with_content_length_fails_closed(harness) -> None:
@@ -562,7 +562,7 @@ def test_encoded_attacks_are_detected(detector: str, encoding: str) -> None:
         for where in ("query", "form", "chunked"):
             h = only(detector)
             send_value(h, ENCODINGS[encoding](attack), where)
-            if [a["detector"] for a in h.alerts()] != [detector]:
+            if h.alert_detectors() != [detector]:
                 missed.append((attack, where))
     assert not missed
 
@@ -571,7 +571,7 @@ def test_encoded_attacks_are_detected(detector: str, encoding: str) -> None:
 def test_attacks_in_cookies_are_detected(detector: str) -> None:
     h = only(detector)
     send_value(h, quote(ATTACKS[detector][0], safe=""), "cookie")
-    assert [a["detector"] for a in h.alerts()] == [detector]
+    assert h.alert_detectors() == [detector]
 
 
 # Values a real user sends that look a little like attacks: every detector stays quiet.
@@ -593,7 +593,7 @@ def test_benign_look_alikes_stay_clean(where: str) -> None:
     for value in BENIGN_VALUES:
         h = Harness()
         if not all(send_value(h, quote(value, safe=""), where, src=CLIENT)) or h.alerts():
-            noisy.append((value, [a["detector"] for a in h.alerts()]))
+            noisy.append((value, h.alert_detectors()))
     assert not noisy
 
 

@@ -54,7 +54,7 @@ out, mode = sys.argv[1], sys.argv[2]
 engine = None
 if mode == "engine":
     from ips_inline.config import Config
-    from ips_inline.eve import Collect
+    from ips_inline.eve import Collect, detector_of
     from ips_inline.replay import build_engine
     sink = Collect()
     engine, _ = build_engine(Config(), sink)
@@ -74,7 +74,7 @@ while not os.path.exists(stop):
     if select.select([fd], [], [], 0.05)[0]:
         nfq.run(block=False)
 nfq.unbind()
-alerts = [r["detector"] for r in sink.records if r["event_type"] == "alert"] if engine else []
+alerts = [detector_of(r) for r in sink.records if r["event_type"] == "alert"] if engine else []
 json.dump({{"packets": got, "alerts": alerts}}, open(out, "w"))
 """
 

@@ -381,7 +381,7 @@ def test_a_stopped_daemon_fails_open_when_configured_so(
 
 # -- 6. least privilege ---------------------------------------------------------------------
 
-RUNTIME = ("ips_inline", "netfilterqueue", "pyroute2", "dpkt", "prometheus_client",
+RUNTIME = ("ips_inline", "netfilterqueue", "pyroute2", "dpkt", "prometheus_client", "communityid",
            "libinjection")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ips_inline.eve import detector_of
+
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
 GENERATOR = REPO / "scripts" / "make_pcaps.py"
@@ -74,7 +76,7 @@ def check(capture: Path, exp: dict, records: list[dict]) -> list[str]:
         errors.append(f"stats.malformed {stats['malformed']} not in "
                       f"[{exp['malformed_min']}, {exp['malformed_max']}]")
 
-    per_detector = Counter(a.get("detector") for a in alerts)
+    per_detector = Counter(detector_of(a) for a in alerts)
     for det, minimum in exp["alerts_min"].items():
         if per_detector[det] < minimum:
             errors.append(f"{per_detector[det]} {det} alert records, expected >= {minimum}")
@@ -95,9 +97,9 @@ def check(capture: Path, exp: dict, records: list[dict]) -> list[str]:
     banned: dict[str, str] = {}
     for b in bans_rec:
         addr = ip(b["src_ip"])
-        if addr in banned and banned[addr] != b["detector"]:
-            errors.append(f"{addr} banned twice: by {banned[addr]} and {b['detector']}")
-        banned.setdefault(addr, b["detector"])
+        if addr in banned and banned[addr] != b["ban"]["detector"]:
+            errors.append(f"{addr} banned twice: by {banned[addr]} and {b['ban']['detector']}")
+        banned.setdefault(addr, b["ban"]["detector"])
     want = {ip(a): d for a, d in exp["bans"].items()}
     if banned != want:
         errors.append(f"ban records {banned} != expected {want}")

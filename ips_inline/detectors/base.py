@@ -42,6 +42,11 @@ class Detector(Protocol):
         cannot fire: it runs on every packet of its protocols."""
         ...
 
+    def evidence(self, pkt: Packet, now: float) -> dict[str, list[str]]:
+        """What the EVE alert shows beside the packet (alert.metadata), e.g.
+        the ports a scan probed; asked only when an alert record is written."""
+        ...
+
 
 @dataclass
 class Context:
@@ -75,3 +80,6 @@ class BaseDetector:
         self.ctx = ctx
         self.threshold = cfg.threshold
         self.window = cfg.window
+
+    def evidence(self, pkt: Packet, now: float) -> dict[str, list[str]]:
+        return {}

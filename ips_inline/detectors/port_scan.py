@@ -17,6 +17,7 @@ from .base import BaseDetector, Context, Signature
 
 SIG = Signature(1000004, "Port scan: many distinct destination ports",
                 "Attempted Information Leak", 2)
+EVIDENCE_PORTS = 64  # probed ports an alert lists at most (the threshold is configurable)
 
 
 class PortScan(BaseDetector):
@@ -36,3 +37,9 @@ class PortScan(BaseDetector):
             return None
         return SIG if PortSet.count(self.sources, pkt, now, self.window,
                                     self.threshold) > self.threshold else None
+
+    def evidence(self, pkt: Packet, now: float) -> dict[str, list[str]]:
+        entry = self.sources.get(pkt.src, now)
+        if entry is None:
+            return {}
+        return {"ports": [str(p) for p in sorted(entry.ports)[:EVIDENCE_PORTS]]}
