@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench bench-replay fuzz clean
+	uninstall-rules bench bench-replay bench-adversarial fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -56,6 +56,9 @@ fuzz: setup
 
 bench-replay: setup
 	$(PY) scripts/bench_replay.py
+
+bench-adversarial: setup
+	$(PY) scripts/bench_adversarial.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

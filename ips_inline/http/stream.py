@@ -222,7 +222,7 @@ class HttpStream:
             return []
         self.buf += data
         out = []
-        while self.buf:
+        while self.buf and not self.dead:  # a request cut at a bound ends the stream
             if self.chunked is None and not looks_like_http(self.buf[:10]):
                 self.dead = True
                 break
@@ -241,7 +241,7 @@ class HttpStream:
         if end is None:
             if len(buf) <= self.max_head:
                 return None
-            self.dead = True  # an endless head: inspect what we have, then stop
+            self.dead, self.buf = True, b""  # an endless head: inspect what we have, then stop
             return HttpRequest(buf[: self.max_head], b"", truncated=True)
         head_stop, body_start = end
         head = buf[:head_stop]
