@@ -235,9 +235,9 @@ class Bench:
     @contextmanager
     def drain_setup(self) -> Iterator[None]:
         """The bench (the queue poller, the sender) on the first core it may
-        use and one-worker consumers on the last; accepted drain packets dropped in the
-        security table, after INPUT, so the victim's stack does not answer
-        or track them (its work would be timed as the consumer's)."""
+        use, one-worker consumers on the last; accepted drain packets dropped
+        in the security table, after INPUT, so the victim's stack does not
+        answer or track them (its work would be timed as the consumer's)."""
         saved = os.sched_getaffinity(0)
         sink = self.lab.run("victim", ["iptables", "-w", "-t", "security", "-A",
                                        *consumers.SINK_RULE], check=False)
@@ -514,8 +514,7 @@ class Render:
         if not m or not m.get("packets"):
             return ""
         share = {k.split("/")[1]: v / m["packets"] for k, v in m.items() if "/" in k and v}
-        return " ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(),
-                                                                key=lambda kv: -kv[1]))
+        return " ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
 
     def banned(self) -> None:
         self.r.section("banned source flood (attacker banned with `ips-inline ban`)")
