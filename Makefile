@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench bench-replay fuzz clean corpus
+	uninstall-rules bench bench-replay bench-adversarial fuzz clean corpus
 
 setup:
 	@scripts/setup.sh
@@ -60,6 +60,9 @@ fuzz: setup
 
 bench-replay: setup
 	$(PY) scripts/bench_replay.py
+
+bench-adversarial: setup
+	$(PY) scripts/bench_adversarial.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,8 @@ pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "scripts" / "bench" / "bench.py"
-PREFIX = "ipsbt"  # its own lab: a concurrent `make bench` (ipsb) or test lab is not touched
+# Its own lab: a concurrent `make bench` (ipsb) or test lab is not touched.
+PREFIX = os.environ.get("IPS_BENCH_TEST_PREFIX", "ipsbt")
 HEADERS = Path("/usr/include/libnetfilter_queue/libnetfilter_queue.h")
 
 
@@ -70,10 +72,28 @@ def test_prints_the_table(tiny_run: Run) -> None:
                     "bulk TCP"):
         assert f"-- {section}" in out, out
     for row in ("C libnetfilter_queue accept-all", "Python NetfilterQueue accept-all",
-                "ips-inline x1, clean UDP", "reached the daemon", "added by ips-inline",
+                "ips-inline x1, clean UDP", "C accept-all, HTTP conversations",
+                "ips-inline x1, HTTP conversations", "ips-inline x2 (--queue-balance), HTTP",
+                "x1, clean UDP", "x1, attack mix", "reached the daemon", "added by ips-inline",
                 "added by ips-inline, live.warm_interval = 0", "ips-inline CPU while idle",
                 "iperf3 upload, conntrack only"):
         assert row in out, out
+
+
+@pytest.mark.skipif(shutil.which("suricata") is None, reason="suricata not installed")
+def test_suricata_drains_every_mix(tiny_run: Run) -> None:
+    """Suricata's rows carry a rate and its verdict counts, and each ips-inline
+    row names Suricata's ratio beside its own."""
+    out = tiny_run.stdout
+    for mix in ("clean UDP", "clean TCP conns", "HTTP conversations", "attack mix"):
+        assert re.search(rf"^Suricata 7\.\S+ x1, {mix} +[\d.]+ kpps +[\d.]+x .*alerts$", out,
+                         re.M), out
+    assert re.search(r"^ips-inline x1, HTTP conversations.* Suricata [\d.]+x; ", out, re.M), out
+    # the attack mix makes its rules fire; clean traffic does not
+    assert re.search(r"^Suricata \S+ x1, attack mix .*dropped [1-9]\d*%, [\d,]+ alerts$", out,
+                     re.M), out
+    assert re.search(r"^Suricata \S+ x1, HTTP conversations .*dropped 0%, 0 alerts$", out,
+                     re.M), out
 
 
 def test_every_row_has_a_figure_or_a_reason(tiny_run: Run) -> None:

@@ -4,8 +4,10 @@
 Builds its own lab (scripts/lab.sh, prefix ipsb), compiles a C accept-all
 NFQUEUE consumer (the ceiling) and a raw-socket packet sender, and prints one
 table of figures and ratios measured in this run:
-  - queue drain rates (kpps) of C, Python NetfilterQueue and ips-inline on clean
-    UDP, clean TCP connections and an attack mix, one and two workers;
+  - queue drain rates (kpps) of C, Python NetfilterQueue, Suricata 7 (NFQ
+    workers, suricata.py) and ips-inline with one and two workers on clean
+    UDP, clean TCP connections, HTTP conversations and an attack mix; each
+    row's ratio is to C on the same mix, ips-inline's beside Suricata's;
   - a banned source's flood: the ipset drop counter rises, the queue sees nothing;
   - added latency (ping RTT, TCP connect) of C, Python and ips-inline vs no
     queue, all four measured in the same interleaved rounds (rtt_mux.py);
@@ -26,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ import consumers  # noqa: E402
 import drain  # noqa: E402
 import mixes  # noqa: E402
 import probes  # noqa: E402
+import suricata  # noqa: E402
 from benchlab import BenchError, BenchLab  # noqa: E402
 from consumers import Ips, IpsSettings  # noqa: E402
 from report import Report, Row, gbps, kpps, machine, target, us  # noqa: E402
@@ -69,6 +73,40 @@ BACKGROUND_PPS = 1000  # per consumer in the busy latency run: a packet every ms
 IDLE_CPU_SECONDS = 5.0
 # the drain tests; latency, bulk, banned flood and RSS; the latency rounds alone
 PARTS = ("drains", "live", "latency")
+CLEAN_MIXES = ("udp", "tcp", "http")
+DRAIN_MIXES = (*CLEAN_MIXES, "attack")
+# The drain table: per mix, (consumer, row label); the key is drain.CONSUMER.MIX.
+DRAIN_ROWS = {
+    "udp": (("c", "C libnetfilter_queue accept-all, UDP (ceiling)"),
+            ("py", "Python NetfilterQueue accept-all, UDP (floor)"),
+            ("suri", "Suricata {suricata} x1, clean UDP"),
+            ("ips1", "ips-inline x1, clean UDP 46 B"),
+            ("ips2", "ips-inline x2 (--queue-balance), clean UDP")),
+    "tcp": (("c", "C accept-all, clean TCP conns"),
+            ("py", "Python accept-all, clean TCP conns"),
+            ("suri", "Suricata {suricata} x1, clean TCP conns"),
+            ("ips1", "ips-inline x1, clean TCP conns (6 pkt + GET)"),
+            ("ips2", "ips-inline x2 (--queue-balance), clean TCP")),
+    "http": (("c", "C accept-all, HTTP conversations"),
+             ("py", "Python accept-all, HTTP conversations"),
+             ("suri", "Suricata {suricata} x1, HTTP conversations"),
+             ("ips1", "ips-inline x1, HTTP conversations (4 pkt)"),
+             ("ips2", "ips-inline x2 (--queue-balance), HTTP convs")),
+    "attack": (("c", "C accept-all, attack mix"),
+               ("suri", "Suricata {suricata} x1, attack mix"),
+               ("ips1", "ips-inline x1, attack mix")),
+}
+DRAIN_TITLES = {
+    "udp": "small UDP (46 B, 256 sources x 16 ports)",
+    "tcp": "clean TCP (SYN, ACK, GET, ACK, FIN, ACK; 20 conns per source)",
+    "http": "HTTP conversations (SYN, ACK, GET with fresh values and cookies, FIN; "
+            "150 sources)",
+    "attack": "attack mix (100 attackers: scans, floods, web attacks)",
+}
+PACKETS_PER_CONN = {"tcp": 6, "http": 4}
+# Issue targets as ratios to C; ips1 on UDP: Suricata's ratio in the same run when measured.
+DRAIN_TARGETS = {("ips1", "udp"): 0.5, ("ips1", "tcp"): 0.5, ("ips1", "http"): 0.5,
+                 ("ips2", "udp"): 0.9, ("ips2", "tcp"): 0.9}
 
 
 class Budget(Exception):
@@ -91,6 +129,10 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.failures: dict[str, str] = {}
         self.notes: list[str] = []
+        allowed = sorted(os.sched_getaffinity(0))
+        # the queue poller's core, and taskset -c lists for one-worker and x2 consumers
+        self.timer_cpu, self.one_cpu = allowed[0], str(allowed[-1])
+        self.all_cpus = ",".join(map(str, allowed))
 
     def attempt(self, key: str, fn: Callable[[], Any]) -> Any:
         log(key)
@@ -116,6 +158,7 @@ class Bench:
     def make_files(self) -> None:
         n, v = self.plan.packets, self.lab.victim
         for name, packets in (("udp", mixes.udp_mix(v, n)), ("tcp", mixes.tcp_mix(v, n)),
+                              ("http", mixes.http_mix(v, n)),
                               ("attack", mixes.attack_mix(v, n)),
                               ("banned", mixes.flood_from(self.lab.attacker, v)),
                               ("syn", mixes.syn_template(self.lab.client, v)),
@@ -147,7 +190,8 @@ class Bench:
 
     def drain_ips(self, key: str, mix: str, workers: int, fresh_each_rep: bool) -> None:
         settings = IpsSettings(drain=True, maxlen=self.plan.maxlen, rcvbuf=self.plan.rcvbuf,
-                               workers=workers)
+                               workers=workers, floods_raised=mix in CLEAN_MIXES,
+                               cpus=self.one_cpu if workers == 1 else self.all_cpus)
         ips = Ips(self.lab, self.tmp / key, settings)
 
         def run() -> list[drain.Drain]:
@@ -169,28 +213,88 @@ class Bench:
 
         self.attempt(key, run)
 
+    def drain_suricata(self, mix: str) -> None:
+        """One Suricata per mix: the rate rules get the thresholds ips-inline
+        has on that mix (raised on clean mixes, the defaults on attacks)."""
+        key = f"drain.suri.{mix}"
+        limits = (suricata.Thresholds(consumers.RAISED, consumers.RAISED) if mix in CLEAN_MIXES
+                  else suricata.Thresholds(consumers.DEFAULTS["icmp_flood"].threshold,
+                                           consumers.DEFAULTS["syn_flood"].threshold))
+        suri = suricata.Suricata(self.lab, self.tmp / key, limits, int(self.one_cpu))
+
+        def run() -> list[drain.Drain]:
+            try:
+                runs = self.drains(suri.start(), mix, range(self.plan.reps))
+            finally:
+                suri.stop()
+            self.results[f"{key}.outcome"] = suri.outcome()
+            return runs
+
+        self.attempt(key, run)
+
+    @contextmanager
+    def drain_setup(self) -> Iterator[None]:
+        """The bench (the queue poller, the sender) on the first core it may
+        use, one-worker consumers on the last; accepted drain packets dropped
+        in the security table, after INPUT, so the victim's stack does not
+        answer or track them (its work would be timed as the consumer's)."""
+        saved = os.sched_getaffinity(0)
+        sink = self.lab.run("victim", ["iptables", "-w", "-t", "security", "-A",
+                                       *consumers.SINK_RULE], check=False)
+        if sink.returncode != 0:
+            self.notes.append("no security table: accepted drain packets reached the victim's "
+                              f"stack ({sink.stderr.strip()[:80]})")
+        os.sched_setaffinity(0, {self.timer_cpu})
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, saved)
+            self.lab.run("victim", ["iptables", "-w", "-t", "security", "-D",
+                                    *consumers.SINK_RULE], check=False)
+
     def all_drains(self) -> None:
-        if "nfq_accept" in self.bins:
-            # The accept-all consumers on each mix: the kernel's share of the
-            # work differs by mix (TCP segments reach the victim's stack).
-            self.lab.run("victim", ["iptables", "-w", "-A", *consumers.PLAIN_RULE])
-            for mix in ("udp", "tcp", "attack"):
+        with self.drain_setup():
+            self.plain_drains()
+            self.suricata_drains()
+            self.ips_drains()
+
+    def plain_drains(self) -> None:
+        """The accept-all consumers on each mix."""
+        consumers.plain_rule(self.lab, "-A")
+        try:
+            for mix in DRAIN_MIXES:
+                if "nfq_accept" not in self.bins:
+                    self.failures[f"drain.c.{mix}"] = self.failures["build.nfq_accept"]
+                    continue
                 self.drain_plain(f"drain.c.{mix}", lambda: consumers.start_c(
-                    self.lab, self.bins["nfq_accept"], self.plan.maxlen, self.plan.rcvbuf), mix)
-            for mix in ("udp", "tcp"):
+                    self.lab, self.bins["nfq_accept"], self.plan.maxlen, self.plan.rcvbuf,
+                    cpus=self.one_cpu), mix)
+            for mix in CLEAN_MIXES:
                 self.drain_plain(f"drain.py.{mix}", lambda: consumers.start_py(
-                    self.lab, self.plan.maxlen, self.plan.rcvbuf), mix)
-            self.lab.run("victim", ["iptables", "-w", "-D", *consumers.PLAIN_RULE])
-        else:
-            for key in ("drain.c.udp", "drain.c.tcp", "drain.c.attack"):
-                self.failures[key] = self.failures["build.nfq_accept"]
-        for mix in ("udp", "tcp", "attack"):
+                    self.lab, self.plan.maxlen, self.plan.rcvbuf, cpus=self.one_cpu), mix)
+        finally:
+            consumers.plain_rule(self.lab, "-D")
+
+    def suricata_drains(self) -> None:
+        if suricata.binary() is None:
+            for mix in DRAIN_MIXES:
+                self.failures[f"drain.suri.{mix}"] = "suricata not installed"
+            return
+        self.results["suricata.version"] = suricata.version()
+        consumers.plain_rule(self.lab, "-A")
+        try:
+            for mix in DRAIN_MIXES:
+                self.drain_suricata(mix)
+        finally:
+            consumers.plain_rule(self.lab, "-D")
+
+    def ips_drains(self) -> None:
+        for mix in DRAIN_MIXES:
             self.drain_ips(f"drain.ips1.{mix}", mix, 1, fresh_each_rep=mix == "attack")
-        if consumers.workers_supported():
-            for mix in ("udp", "tcp"):
+        for mix in CLEAN_MIXES:
+            if consumers.workers_supported():
                 self.drain_ips(f"drain.ips2.{mix}", mix, 2, fresh_each_rep=False)
-        else:
-            for mix in ("udp", "tcp"):
+            else:
                 self.failures[f"drain.ips2.{mix}"] = "live.workers not implemented in daemon.py"
 
     # -- live measurements --------------------------------------------------------------
@@ -339,15 +443,19 @@ class Render:
         runs = self.res.get(f"drain.c.{mix}")
         return drain.median_drain(runs).kpps if runs else None
 
+    def ratio(self, key: str) -> float | None:
+        """A drain row's rate over C's on the same mix (`key` ends with the mix)."""
+        runs, c = self.res.get(key), self.c_rate(key.rpartition(".")[2])
+        return drain.median_drain(runs).kpps / c if runs and c else None
+
     def drain_row(self, label: str, key: str, wanted: float | None = None,
-                  extra: str = "") -> None:
+                  lead: str = "", extra: str = "") -> None:
         """`key` ends with the mix; the ratio is to the C consumer on that mix."""
         if self.missing(label, key):
             return
         runs: list[drain.Drain] = self.res[key]
         med = drain.median_drain(runs)
-        c = self.c_rate(key.rpartition(".")[2])
-        ratio = med.kpps / c if c else None
+        ratio = self.ratio(key)
         split = "/".join(str(v) for v in med.backlog.values())
         note = f"{split} in {med.seconds * 1000:.0f} ms; {drain.spread(runs)}".rstrip("; ")
         if med.unqueued:
@@ -356,37 +464,57 @@ class Render:
         if med.queue_dropped or med.user_dropped:
             note += f"; dropped {med.queue_dropped}+{med.user_dropped}"
         self.r.add(Row(label, kpps(med.kpps), f"{ratio:.2f}x" if ratio else "",
-                       target(ratio, wanted) if ratio and wanted else "", note + extra))
+                       target(ratio, wanted) if ratio and wanted else "",
+                       "; ".join(x for x in (lead, note, extra) if x)))
 
     def drains(self) -> None:
         p = self.b.plan
-        self.r.section(f"queue drain: kpps = backlog / drain time, median of {p.reps} bursts "
-                       f"of {p.packets} pkts; ratio = vs C accept-all on the same mix")
-        self.drain_row("C libnetfilter_queue accept-all, UDP (ceiling)", "drain.c.udp")
-        self.drain_row("C accept-all, clean TCP conns", "drain.c.tcp")
-        self.drain_row("C accept-all, attack mix", "drain.c.attack")
-        self.drain_row("Python NetfilterQueue accept-all, UDP (floor)", "drain.py.udp")
-        self.drain_row("Python accept-all, clean TCP conns", "drain.py.tcp")
-        self.drain_row("ips-inline x1, clean UDP 46 B", "drain.ips1.udp", 0.5)
-        self.drain_row("ips-inline x1, clean TCP conns (6 pkt + GET)", "drain.ips1.tcp", 0.5,
-                       self.conns("drain.ips1.tcp"))
-        self.drain_row("ips-inline x1, attack mix", "drain.ips1.attack", None,
-                       self.verdicts("drain.ips1.attack.metrics"))
-        self.drain_row("ips-inline x2 (--queue-balance), clean UDP", "drain.ips2.udp", 0.9)
-        self.drain_row("ips-inline x2 (--queue-balance), clean TCP", "drain.ips2.tcp", 0.9,
-                       self.conns("drain.ips2.tcp"))
+        version = self.res.get("suricata.version", "7")
+        for n, (mix, rows) in enumerate(DRAIN_ROWS.items()):
+            self.r.section(f"queue drain, {DRAIN_TITLES[mix]}" + (
+                "" if n else f": kpps = backlog / drain time, median of {p.reps} bursts of "
+                f"{p.packets} pkts; ratio = vs C accept-all on the same mix"))
+            suri = self.ratio(f"drain.suri.{mix}")
+            for who, label in rows:
+                key = f"drain.{who}.{mix}"
+                lead = f"Suricata {suri:.2f}x" if who.startswith("ips") and suri else ""
+                self.drain_row(label.format(suricata=version), key, self.wanted(who, mix, suri),
+                               lead, self.drain_extra(who, mix))
 
-    def conns(self, key: str) -> str:
+    @staticmethod
+    def wanted(who: str, mix: str, suri: float | None) -> float | None:
+        if (who, mix) == ("ips1", "udp"):
+            # issue 14: at or above Suricata's ratio in the same run
+            return round(suri, 2) if suri else DRAIN_TARGETS[who, mix]
+        return DRAIN_TARGETS.get((who, mix))
+
+    def drain_extra(self, who: str, mix: str) -> str:
+        key = f"drain.{who}.{mix}"
+        if who == "suri" and f"{key}.outcome" in self.res:
+            extra = str(self.res[f"{key}.outcome"])
+        elif who == "ips1" and mix == "attack":
+            extra = self.verdicts(f"{key}.metrics")
+        else:
+            extra = ""
+        if mix in PACKETS_PER_CONN and who in ("suri", "ips1", "ips2"):
+            extra = "; ".join(x for x in (self.conns(key, PACKETS_PER_CONN[mix], who != "ips2"),
+                                          extra) if x)
+        return extra
+
+    def conns(self, key: str, per_conn: int, each: bool) -> str:
+        """Connections per second; `each`: with the time per connection (one core)."""
         runs = self.res.get(key)
-        return f"; = {drain.median_drain(runs).kpps * 1000 / 6:,.0f} conn/s" if runs else ""
+        if not runs:
+            return ""
+        rate = drain.median_drain(runs).kpps * 1000 / per_conn
+        return f"= {rate:,.0f} conn/s" + (f", {1e6 / rate:.0f} us each" if each and rate else "")
 
     def verdicts(self, key: str) -> str:
         m = self.res.get(key)
         if not m or not m.get("packets"):
             return ""
         share = {k.split("/")[1]: v / m["packets"] for k, v in m.items() if "/" in k and v}
-        return "; " + " ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(),
-                                                                key=lambda kv: -kv[1]))
+        return " ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
 
     def banned(self) -> None:
         self.r.section("banned source flood (attacker banned with `ips-inline ban`)")
@@ -513,7 +641,7 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, str, set[str]]:
 def preflight() -> None:
     if os.geteuid() != 0:
         raise BenchError("make bench needs root (network namespaces, iptables, NFQUEUE)")
-    for tool in ("gcc", "ip", "iptables", "ipset", "ping", "curl", "ss"):
+    for tool in ("gcc", "ip", "iptables", "ipset", "ping", "curl", "ss", "taskset"):
         if shutil.which(tool) is None:
             raise BenchError(f"'{tool}' not found (scripts/setup.sh installs it)")
 
@@ -537,12 +665,26 @@ def standing_notes(bench: Bench, others: set[str]) -> list[str]:
     notes = [
         "drain: consumer SIGSTOPped, burst sent from the client, backlog read from the victim's "
         "nfnetlink_queue, SIGCONT, timed to empty. ips-inline drain config = defaults + "
-        "live.fail_open=false, queue_maxlen=100000, sock_rcvbuf=128 MiB",
-        "clean TCP = client side of short HTTP/1.1 connections (SYN, ACK, GET, ACK, FIN, ACK) "
-        "replayed, 20 per source: a live connection-rate tool would time the client and the "
-        "Python web server sharing the CPUs, not the IPS",
-        "drain sources are spoofed in 198.18.0.0/15 (no route back: replies die at the route "
-        "lookup); x2 needs many sources, --queue-balance hashes addresses only",
+        "live.fail_open=false, queue_maxlen=100000, sock_rcvbuf=128 MiB; on the clean mixes "
+        f"syn_flood and icmp_flood thresholds at {consumers.RAISED:,} (inspection is timed, "
+        "not the ban path)",
+        f"drain pinning: one-worker consumers (C, Python, Suricata, ips-inline x1) on CPU "
+        f"{bench.one_cpu}, the queue poller and the sender on CPU {bench.timer_cpu}, x2 on CPUs "
+        f"{bench.all_cpus}. Accepted drain packets end in `iptables -t security -A INPUT -s "
+        "198.18.0.0/15 -j DROP`: the victim's stack neither answers nor tracks them",
+        "clean TCP and HTTP conversations = the client side of connections replayed (the "
+        "server's half leaves through OUTPUT, which is not queued): a live connection-rate "
+        "tool would time the client and the Python web server sharing the CPUs, not the IPS. "
+        "HTTP conversations: every request has its own search words, session id, CSRF token, "
+        "analytics id and cache buster (no cache of clean values helps)",
+        "Suricata: `suricata -c YAML -S RULES -q 0 --runmode workers`, nfq mode accept, one "
+        "worker, max-pending-packets 16384, HTTP parser only, async-oneside; 30 drop rules: "
+        "ICMP/SYN rate per source (ips-inline's thresholds on that mix), NULL/FIN/Xmas flags, "
+        "SQLi (3 pcres, no prefilter), XSS, traversal, sensitive files, command injection on "
+        "URI, body and cookie, shellshock on headers (scripts/bench/suricata.py); started "
+        "once per mix",
+        "drain sources are spoofed in 198.18.0.0/15; x2 needs many sources, --queue-balance "
+        "hashes addresses only",
     ]
     if others:
         notes.append(f"{len(others)} other network namespace(s) existed during the run "

@@ -3,6 +3,9 @@
 - C accept-all (nfq_accept.c) and Python NetfilterQueue accept-all
   (nfq_py_accept.py) behind one plain rule: INPUT -s 198.18.0.0/15 -> NFQUEUE 0.
 - ips-inline: `install-rules` and `run` with a bench config in a temp dir.
+- Suricata: suricata.py.
+Each is started under `taskset -c CPUS` when given CPUS (the drain tests pin
+one-worker consumers to one core, away from the bench's queue poller).
 """
 
 from __future__ import annotations
@@ -17,11 +20,20 @@ from typing import Any
 
 from benchlab import REPO, BenchError, BenchLab
 
+from ips_inline.config import Config
+
 HERE = Path(__file__).resolve().parent
 IPS = REPO / ".venv" / "bin" / "ips-inline"
 # Every mix's sources (mixes.py): the accept-all consumers see the same packets as ips-inline.
 PLAIN_RULE = ["INPUT", "-s", "198.18.0.0/15", "-j", "NFQUEUE", "--queue-num", "0"]
+# In the security table (after filter's INPUT): accepted drain packets end here.
+SINK_RULE = ["INPUT", "-s", "198.18.0.0/15", "-j", "DROP"]
 METRICS_PORT = 9187
+# Flood thresholds for the clean drain mixes: a backlog drained at full speed
+# puts one source's SYNs closer together than any real client would, and
+# inspection, not the ban path, is what those rows time.
+RAISED = 1_000_000
+DEFAULTS = Config().detectors
 
 
 @dataclass
@@ -36,15 +48,22 @@ def plain_rule(lab: BenchLab, op: str) -> None:
     lab.run("victim", ["iptables", "-w", op, *PLAIN_RULE])
 
 
-def start_c(lab: BenchLab, binary: Path, maxlen: int, rcvbuf: int, queue: int = 0) -> Consumer:
-    proc = lab.popen("victim", [binary, "-q", queue, "-m", maxlen, "-b", rcvbuf])
+def pinned(argv: list[Any], cpus: str | None) -> list[Any]:
+    """argv under `taskset -c cpus` (taskset execs: the pid stays argv's)."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def start_c(lab: BenchLab, binary: Path, maxlen: int, rcvbuf: int, queue: int = 0,
+            cpus: str | None = None) -> Consumer:
+    proc = lab.popen("victim", pinned([binary, "-q", queue, "-m", maxlen, "-b", rcvbuf], cpus))
     lab.wait_bound((queue,), proc)
     return Consumer("C libnetfilter_queue", proc, (queue,))
 
 
-def start_py(lab: BenchLab, maxlen: int, rcvbuf: int, queue: int = 0) -> Consumer:
-    proc = lab.popen("victim", [sys.executable, HERE / "nfq_py_accept.py", queue, maxlen,
-                                rcvbuf])
+def start_py(lab: BenchLab, maxlen: int, rcvbuf: int, queue: int = 0,
+             cpus: str | None = None) -> Consumer:
+    proc = lab.popen("victim", pinned([sys.executable, HERE / "nfq_py_accept.py", queue,
+                                       maxlen, rcvbuf], cpus))
     lab.wait_bound((queue,), proc)
     return Consumer("Python NetfilterQueue", proc, (queue,))
 
@@ -76,6 +95,8 @@ class IpsSettings:
     workers: int = 1
     bypass: bool = True
     warm_interval: float | None = None  # None: the built-in default
+    floods_raised: bool = False  # syn_flood and icmp_flood thresholds at RAISED
+    cpus: str | None = None  # taskset -c CPUS for the daemon (and its workers)
 
     def config(self, workdir: Path) -> dict[str, dict[str, Any]]:
         live: dict[str, Any] = {"eve_path": str(workdir / "eve.json"),
@@ -87,8 +108,10 @@ class IpsSettings:
         if self.warm_interval is not None:
             live["warm_interval"] = self.warm_interval
         engine = {} if self.bypass else {"bypass_after_packets": 0}
+        floods = {"detectors.syn_flood": {"threshold": RAISED, "half_open_threshold": RAISED},
+                  "detectors.icmp_flood": {"threshold": RAISED}} if self.floods_raised else {}
         return {"live": live, "engine": engine,
-                "metrics": {"listen": "127.0.0.1", "port": METRICS_PORT}}
+                "metrics": {"listen": "127.0.0.1", "port": METRICS_PORT}, **floods}
 
 
 @dataclass
@@ -118,8 +141,8 @@ class Ips:
         self.cli("uninstall-rules", "--destroy-sets")
         self.cli("install-rules")
         log = open(run_dir / "daemon.log", "wb")  # noqa: SIM115 - closed with the process
-        self.proc = self.lab.popen("victim", [IPS, "--config", self.cfg_path, "run"],
-                                   stderr=log, stdout=log)
+        self.proc = self.lab.popen("victim", pinned([IPS, "--config", self.cfg_path, "run"],
+                                                    self.settings.cpus), stderr=log, stdout=log)
         log.close()
         queues = tuple(range(self.settings.workers))
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 UDP_BASE = "198.18.0.0"
 TCP_BASE = "198.18.128.0"
+HTTP_BASE = "198.18.64.0"
 ATTACK_BASE = "198.19.0.0"
 REP_STRIDE = 4096  # source offset between repetitions (each mix uses fewer sources)
 UDP_PAYLOAD = 18  # 20 IP + 8 UDP + 18 = 46-byte packet: a 64-byte Ethernet frame
@@ -25,6 +26,7 @@ UDP_SOURCES = 256
 UDP_PORTS_PER_SOURCE = 16
 TCP_CONNS_PER_SOURCE = 20  # at most ~20 SYN/s per source: far below syn_flood's 100/s
 TCP_WAVE = 32  # connections opened together (interleaved handshakes)
+HTTP_SOURCES = 150  # the HTTP-conversation mix: connection i comes from source i % 150
 ATTACK_SOURCES = 100  # below bans.max_per_minute (120): every attacker can be banned
 SYN, ACK, PSH, FIN, URG = 0x02, 0x10, 0x08, 0x01, 0x20
 
@@ -42,6 +44,30 @@ def http_clean(i: int) -> bytes:
             "Firefox/128.0\r\nAccept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n"
             "Accept-Language: en-US,en;q=0.5\r\nReferer: http://victim/\r\n"
             f"Cookie: session=ab{i % 50:04d}cd; theme=dark\r\n\r\n").encode()
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+CATEGORIES = ("shoes", "books", "garden", "toys", "audio", "kitchen")
+
+
+def http_conversation(rng: random.Random, i: int) -> bytes:
+    """A browser-like GET in which every query value and every cookie but
+    one differ from request to request (search words plus a number, a
+    session id, a CSRF token, an analytics id, a cache buster), as in
+    traffic of many users: no cache of known-clean values can hit them."""
+    word = WORDS[rng.randrange(len(WORDS))].replace(" ", "+").replace("'", "%27")
+    ts = 1767225600000 + i * 37 + rng.randrange(1000)
+    query = (f"q={word}+{rng.randrange(10**6)}&category={rng.choice(CATEGORIES)}"
+             f"&page={rng.randrange(1, 50)}&sid={rng.getrandbits(64):016x}&_={ts}")
+    cookie = (f"session={rng.getrandbits(128):032x}; csrftoken={rng.getrandbits(96):024x}; "
+              f"_ga=GA1.1.{rng.randrange(10**9, 10**10)}.{ts // 1000}; theme=dark")
+    return (f"GET /products/search?{query} HTTP/1.1\r\nHost: victim\r\n"
+            f"User-Agent: {FIREFOX}\r\n"
+            "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+            "Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n"
+            f"Referer: http://victim/products?page={rng.randrange(1, 50)}\r\n"
+            f"Cookie: {cookie}\r\nConnection: keep-alive\r\n"
+            "Upgrade-Insecure-Requests: 1\r\n\r\n").encode()
 
 
 HTTP_ATTACKS = (
@@ -119,6 +145,17 @@ def _connection(src: bytes, dst: bytes, sport: int, request: bytes) -> list[byte
             tcp(src, dst, sport, 80, (c2 + 1) & 0xFFFFFFFF, (s2 + 1) & 0xFFFFFFFF, ACK)]
 
 
+def _conversation(src: bytes, dst: bytes, sport: int, request: bytes) -> list[bytes]:
+    """An HTTP conversation, client side, without the server's reply: SYN,
+    handshake ACK, request, FIN."""
+    isn, rsn = random.getrandbits(32), random.getrandbits(32)
+    c1, s1 = (isn + 1) & 0xFFFFFFFF, (rsn + 1) & 0xFFFFFFFF
+    return [tcp(src, dst, sport, 80, isn, 0, SYN),
+            tcp(src, dst, sport, 80, c1, s1, ACK),
+            tcp(src, dst, sport, 80, c1, s1, PSH | ACK, request),
+            tcp(src, dst, sport, 80, (c1 + len(request)) & 0xFFFFFFFF, s1, FIN | ACK)]
+
+
 def _waves(conns: list[list[bytes]], wave: int) -> Iterator[bytes]:
     """Interleave connections in waves: all SYNs of a wave, then all ACKs..."""
     for start in range(0, len(conns), wave):
@@ -134,6 +171,18 @@ def tcp_mix(dst: str, count: int) -> list[bytes]:
     n_conns = max(1, count // 6)
     conns = [_connection(_addr(TCP_BASE, i // TCP_CONNS_PER_SOURCE), d,
                          30000 + i % TCP_CONNS_PER_SOURCE, http_clean(i)) for i in range(n_conns)]
+    return list(_waves(conns, TCP_WAVE))[:count]
+
+
+def http_mix(dst: str, count: int) -> list[bytes]:
+    """HTTP conversations (4 packets each) from 150 sources, every request
+    different (http_conversation)."""
+    random.seed(3)
+    rng = random.Random(3)
+    d = ipaddress.IPv4Address(dst).packed
+    n_conns = max(1, -(-count // 4))
+    conns = [_conversation(_addr(HTTP_BASE, i % HTTP_SOURCES), d, 30000 + i // HTTP_SOURCES,
+                           http_conversation(rng, i)) for i in range(n_conns)]
     return list(_waves(conns, TCP_WAVE))[:count]
 
 
