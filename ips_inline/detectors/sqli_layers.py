@@ -35,22 +35,28 @@ import re
 _SEP = r"\s+"
 _OPT = r"\s*"
 _WORD = r"[A-Za-z_][\w$]*"
+_NAME = rf"{_WORD}(?:\.{_WORD})?"
 _COLUMNS = rf"{_WORD}(?:{_OPT},{_OPT}{_WORD}){{0,16}}"
+# What follows a table name in a statement (prose goes on with words).
+_TAIL = (rf"(?:{_OPT}(?:$|;|--|#|\)|,)"
+         r"|\s+(?:where|limit|order|group|union|join|inner|left|right|as|into|having)\b)")
+_FROM = rf"from(?:{_OPT}\(|{_SEP}{_NAME}{_TAIL})"
 _STATEMENT = re.compile(
     _OPT + r"(?:"
-    rf"select\b(?:{_OPT}(?:\*|@|\d|\(|['\"`]|(?:null|distinct|case|top|all)\b|{_WORD}{_OPT}\()"
-    rf"|{_SEP}{_COLUMNS}{_SEP}from\b)"
-    rf"|insert{_SEP}(?:ignore{_SEP})?into\b"
-    rf"|replace{_SEP}into\b"
-    rf"|update{_SEP}{_WORD}(?:\.{_WORD})?{_SEP}set\b"
-    rf"|delete{_SEP}from\b"
+    rf"select(?:{_OPT}(?:@|\(|['\"`])|{_SEP}(?:null|distinct|case|top)\b|{_SEP}{_WORD}{_OPT}\("
+    rf"|{_SEP}\d+{_OPT}(?:,|$|;|--|#|\)|from\b)"
+    rf"|{_OPT}\*{_OPT}{_FROM}|{_SEP}{_COLUMNS}{_SEP}{_FROM})"
+    rf"|(?:insert|replace){_SEP}(?:ignore{_SEP})?into{_SEP}{_NAME}"
+    rf"(?:{_OPT}\(|{_SEP}(?:values|select|set)\b)"
+    rf"|update{_SEP}{_NAME}{_SEP}set\b"
+    rf"|delete{_SEP}{_FROM}"
     rf"|(?:drop|create|alter|truncate|rename){_SEP}(?:temporary{_SEP})?"
     r"(?:table|database|schema|view|procedure|proc|function|user|login|index|trigger|column)\b"
     rf"|exec(?:ute)?(?:{_SEP}|(?=[(@'\"]))(?:xp_|sp_|master\b|[(@'\"])"
     rf"|(?:declare|set){_SEP}@"
     rf"|waitfor{_SEP}(?:delay|time)\b"
     rf"|shutdown(?:{_OPT}(?:--|#|;|$)|{_SEP}with\b)"
-    rf"|call{_SEP}{_WORD}(?:\.{_WORD})?{_OPT}\("
+    rf"|call{_SEP}{_NAME}{_OPT}\("
     rf"|load{_SEP}data{_SEP}(?:local|infile)\b"
     rf"|copy{_SEP}{_WORD}{_SEP}(?:from|to){_SEP}program\b"
     r")",
@@ -69,7 +75,7 @@ KEYWORDS = frozenset((
     "extractvalue", "updatexml", "pg_sleep",
 ))
 _WORDCHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
-_VERSIONED = re.compile(r"/\*!\d*\s*([A-Za-z_]+)", re.A)  # MySQL runs what follows
+_VERSIONED = re.compile(r"/\*!\d*\s*([A-Za-z_]\w*)", re.A)  # MySQL runs what follows
 _MAX_HALF = 32  # word characters read on each side of a comment
 
 

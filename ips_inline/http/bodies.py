@@ -330,23 +330,32 @@ class _Text:
         return self._windows.add(self._decoder.decode(b"", True)) + self._windows.end(True)
 
 
-class _Form:
-    """application/x-www-form-urlencoded, split at "&" and "=" as it arrives."""
+_PLAIN_NAME = re.compile(r"[\w.\[\]-]*")  # a=, a.b=, a[]=, a-b=: how forms name fields
 
-    __slots__ = ("kind", "fallback", "skipped", "_name", "_value", "_raw", "_in_value")
+
+class _Form:
+    """application/x-www-form-urlencoded, split at "&" and "=" as it arrives.
+    A pair whose name is not a plain field name is also inspected whole: the
+    payload may straddle the "=" (`1'+OR+'1'='1=asc`)."""
+
+    __slots__ = ("kind", "fallback", "skipped", "_limits", "_name", "_value", "_pair", "_raw",
+                 "_in_value")
 
     def __init__(self, limits: BodyLimits, kind: str) -> None:
         self.kind = kind
         self.fallback = ""
         self.skipped = 0
+        self._limits = limits
         self._name = _Windows(limits, True)
         self._value = _Windows(limits, True)
+        self._pair: _Windows | None = None  # name=value, when the name is odd
         self._raw = _Windows(limits, True)  # the whole body, for attacks across parameters
         self._in_value = False
 
     @property
     def held(self) -> int:
-        return self._name.length + self._value.length + self._raw.length
+        pair = self._pair.length if self._pair else 0
+        return self._name.length + self._value.length + self._raw.length + pair
 
     def feed(self, data: bytes) -> list[Part]:
         text = data.decode("latin-1")
@@ -364,17 +373,29 @@ class _Form:
             if not self._in_value:
                 eq = text.find("=", pos, end)
                 if eq >= 0:
-                    out += self._name.add(text[pos:eq]) + self._name.end()
+                    out += self._name.add(text[pos:eq]) + self._name_end()
                     self._in_value, pos = True, eq + 1
-            out += (self._value if self._in_value else self._name).add(text[pos:end])
+            piece = text[pos:end]
+            out += (self._value if self._in_value else self._name).add(piece)
+            if self._pair is not None:
+                out += self._pair.add(piece)
             if amp < 0:
                 return out
             out += self._param_end()
             pos = amp + 1
 
+    def _name_end(self) -> list[Part]:
+        name = self._name
+        if not name.cut and name.length and not _PLAIN_NAME.fullmatch(joined := "".join(
+                name.pieces)):
+            self._pair = _Windows(self._limits, True)
+            self._pair.add(joined + "=")
+        return name.end()
+
     def _param_end(self) -> list[Part]:
         self._in_value = False
-        return self._name.end() + self._value.end()
+        pair, self._pair = self._pair, None
+        return self._name.end() + self._value.end() + (pair.end() if pair else [])
 
 
 class _Sniffed:
@@ -442,11 +463,22 @@ def _number(_text: str) -> int:
 _LONE = re.compile("[\ud800-\udfff]")  # a surrogate json left alone (pairs it joins)
 
 
+def json_encoding(doc: bytes) -> str:
+    """json's guess from the NULs in the first bytes (RFC 4627: UTF-16 and
+    -32 too), kept only if the first character could start JSON: any other
+    NUL-led body is read as UTF-8, as servers read what is not JSON."""
+    encoding = json.detect_encoding(doc)
+    if encoding.startswith("utf-8"):
+        return encoding
+    first = doc[:4].decode(encoding, "replace")[:1]
+    return encoding if first and first in ' \t\r\n{["-0123456789tfn\ufeff' else "utf-8"
+
+
 def json_strings(doc: bytes) -> list[str] | None:
     """Every key and string value of a JSON document, in document order, or
     None if the standard library's json refuses it."""
     try:
-        text = doc.decode(json.detect_encoding(doc), "replace")
+        text = doc.decode(json_encoding(doc), "replace")
         tree = json.loads(text, object_pairs_hook=_Pairs, parse_int=_number,
                           parse_float=_number, parse_constant=_number)
     except (ValueError, RecursionError):  # RecursionError: nesting past the interpreter's limit
@@ -507,12 +539,12 @@ class _Json:
     def _scanner(self, reason: str) -> list[Part]:
         doc = bytes(self._doc)
         self._doc = bytearray()
-        self._scan, self._reason = _JsonScanner(self._limits, json.detect_encoding(doc)), reason
+        self._scan, self._reason = _JsonScanner(self._limits, json_encoding(doc)), reason
         return self._scan.feed(doc)
 
 
 _JSON_BETWEEN = re.compile(r"[\s\[\]{},:0-9eE.+\-truefalsn]*")  # what JSON allows between strings
-_JSON_PLAIN = re.compile(r'[^"\\]*')
+_JSON_PLAIN = {'"': re.compile(r'[^"\\]*'), "'": re.compile(r"[^'\\]*")}
 _JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
                  "t": "\t"}
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
@@ -520,19 +552,20 @@ _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 
 class _JsonScanner:
     """The strings of a JSON text of any size, one pass: keys and values
-    alike, escapes decoded as json decodes them (an unknown escape gives the
-    escaped character, as lenient parsers do). At the first character JSON does
-    not allow between strings it reads the rest as raw text windows, starting
-    `overlap` characters before it."""
+    alike, escapes decoded as json decodes them. Lenient like the relaxed
+    parsers some servers run (Jackson's ALLOW_SINGLE_QUOTES, JSON5): strings
+    in single quotes too, an unknown escape gives the escaped character. At
+    the first character JSON does not allow between strings it reads the rest
+    as raw text windows, starting `overlap` characters before it."""
 
-    __slots__ = ("_limits", "_decoder", "_value", "_in_string", "_carry", "_high", "_raw",
+    __slots__ = ("_limits", "_decoder", "_value", "_quote", "_carry", "_high", "_raw",
                  "_tail", "_before", "fallback")
 
     def __init__(self, limits: BodyLimits, encoding: str) -> None:
         self._limits = limits
         self._decoder = codecs.getincrementaldecoder(encoding)("replace")
         self._value = _Windows(limits, False)
-        self._in_string = False
+        self._quote = ""  # the quote of the string being read; "" between strings
         self._carry = ""  # an escape cut by the end of a feed
         self._high = ""  # a high surrogate waiting for its low half
         self._raw: _Windows | None = None
@@ -570,23 +603,23 @@ class _JsonScanner:
         out: list[Part] = []
         i, size = 0, len(s)
         while i < size:
-            if not self._in_string:
+            if not self._quote:
                 i = _JSON_BETWEEN.match(s, i).end()  # type: ignore[union-attr]
                 if i == size:
                     break
-                if s[i] != '"':
+                if s[i] not in "\"'":
                     return out + self._to_raw(s, i)
-                self._in_string, i = True, i + 1
+                self._quote, i = s[i], i + 1
                 continue
-            j = _JSON_PLAIN.match(s, i).end()  # type: ignore[union-attr]
+            j = _JSON_PLAIN[self._quote].match(s, i).end()  # type: ignore[union-attr]
             if j > i:
                 out += self._flush_high() + self._value.add(s[i:j])
                 i = j
             if i == size:
                 break
-            if s[i] == '"':
+            if s[i] == self._quote:
                 out += self._flush_high() + self._value.end()
-                self._in_string, i = False, i + 1
+                self._quote, i = "", i + 1
             else:
                 i = self._escape(s, i, out)
                 if i < 0:
@@ -815,14 +848,14 @@ class _Multipart:
             return self._epilogue.feed(data)
         if not self._started:
             self._pre += data
-            if len(self._pre) > self._limits.max_buffer:
-                return self._fail(data, "preamble")
         try:
             self._parser.write(data)
         except FormParserError:
             return self._fail(data, "framing")
         if self._started:
             self._pre.clear()
+        elif len(self._pre) > self._limits.max_buffer:
+            return self._fail(data, "preamble")
         out, self._out = self._out, []
         if self._ended:
             out += self._after_end(data)
