@@ -530,9 +530,9 @@ class _Json:
         out: list[Part] = []
         if self._scan is None:
             strings = json_strings(bytes(self._doc))
-            if strings is not None:
+            if strings is not None or self._doc.isspace() or not self._doc:
                 self._doc = bytearray()
-                return [p for s in strings for p in _value_parts(s, self._limits, False)]
+                return [p for s in strings or () for p in _value_parts(s, self._limits, False)]
             out = self._scanner("syntax")
         return out + self._scan.finish(cut) if self._scan is not None else out
 
@@ -577,13 +577,14 @@ class _JsonScanner:
     def held(self) -> int:
         raw = self._raw.length if self._raw else 0
         return (self._value.length + raw + len(self._tail) + len(self._before) + len(self._carry)
-                + 4)  # + the decoder's cut character
+                + len(self._decoder.getstate()[0]))  # + a character cut by the feed
 
     def feed(self, data: bytes) -> list[Part]:
         return self._read(self._decoder.decode(data))
 
     def finish(self, cut: bool) -> list[Part]:
         out = self._read(self._decoder.decode(b"", True))
+        self._tail = self._before = ""
         if self._raw is not None:
             return out + self._raw.end(True)
         out += self._value.add(self._carry)  # an escape the body cut: as it was
@@ -743,6 +744,7 @@ class _Xml:
                 self._parser.Parse(b"", True)
             except (expat.ExpatError, _Refused, _XmlStop) as exc:
                 return self._fail(exc) + self._fallback.finish(cut)  # type: ignore[union-attr]
+        self._raw = bytearray()
         if self._fallback is not None:
             return self._fallback.finish(cut)
         out, self._out = self._out + self._text.end(True), []
@@ -866,6 +868,7 @@ class _Multipart:
 
     def finish(self, cut: bool) -> list[Part]:
         out: list[Part] = []
+        self._tail = b""
         if self._fallback is None and self._epilogue is None and not self._started and self._pre:
             out = self._fail(b"", "framing")  # nothing but bytes before any part
         for inner in (self._fallback, self._epilogue):
