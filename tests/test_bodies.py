@@ -287,6 +287,37 @@ def test_big_json_is_scanned_to_the_same_strings() -> None:
     assert parser.fallback == "streamed" and scanned == whole and held <= bound(small)
 
 
+json_docs = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_docs, st.booleans(), st.integers(1, 97))
+def test_the_scanner_reads_what_json_reads(doc, ascii_only: bool, split: int) -> None:
+    """On valid JSON (astral characters escaped as surrogate pairs or not)
+    the scanner gives exactly json's Parts."""
+    raw = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    whole, parser, _ = parse("application/json", raw)
+    assert parser.fallback == ""
+    scanned, parser, _ = parse("application/json", raw, split=split,
+                               limits=BodyLimits(max_buffer=1, max_value=64, overlap=8))
+    expected = [p for text in json_strings(raw) or [] for p in _windows(text, 64, 8)]
+    assert parser.fallback in ("streamed", "") and scanned == expected
+    assert texts(whole) == json_strings(raw)
+
+
+def _windows(text: str, size: int, overlap: int) -> list[Part]:
+    if len(text) <= size:
+        return [(text, False)] if text else []
+    out, start = [], 0
+    while len(text) - start > size:
+        out.append((text[start:start + size], False))
+        start += size - overlap
+    return [*out, (text[start:], False)]
+
+
 def test_json_attack_past_the_buffer_is_found() -> None:
     doc = b'{"pad": "' + b"a" * 100000 + b'", "q": "1\\u0027 OR 1=1-- -"}'
     parts, parser, held = parse("application/json", doc, split=1460)

@@ -26,14 +26,18 @@ value cannot change how the next is read.
   `max_buffer` bytes, every key and string value alone, escapes decoded, lone
   surrogates replaced with U+FFFD; duplicate keys all kept. A larger document,
   or one json refuses, goes through a linear scanner that reads the same strings
-  (escapes decoded the same way) and switches to raw text windows at the first
-  character JSON does not allow between strings: relaxed parsers (single
-  quotes, comments) accept what json refuses, and raw text is what they read.
+  (escapes decoded the same way; single-quoted strings too, as relaxed parsers
+  such as Jackson's ALLOW_SINGLE_QUOTES or JSON5 read them) and switches to raw
+  text windows at the first character JSON does not allow between strings.
+  A NUL-led body is read as UTF-16/32 only if it starts like JSON in it.
 - XML (*xml*): expat, fed incrementally, text runs and attribute values each
-  alone, entities decoded by expat. DTDs, entity declarations and external
-  entities are refused (as defusedxml does: no XXE, no billion laughs); a
-  refusal, a syntax error, nesting past `max_depth` or more than `max_buffer`
-  bytes without an event falls back to raw text windows from the last event.
+  alone, entities decoded by expat (comments and processing instructions are
+  dropped, as the servers' parsers drop them). DTDs, entity declarations and
+  external entities are refused (what defusedxml refuses, done on expat
+  directly because the fallback needs expat's byte positions: no XXE, no
+  billion laughs); a refusal, a syntax error, nesting past `max_depth` or more
+  than `max_buffer` bytes without an event falls back to raw text windows from
+  the last event.
 - text/* and anything else: today's form reading (a value per parameter and
   windows over the raw text), except a body sniffed as binary whose type is
   not text, form, JSON or XML (octet-stream, image/*, none...).
@@ -543,7 +547,8 @@ class _Json:
         return self._scan.feed(doc)
 
 
-_JSON_BETWEEN = re.compile(r"[\s\[\]{},:0-9eE.+\-truefalsn]*")  # what JSON allows between strings
+# What JSON allows between strings (NaN and Infinity too: Python's json takes them).
+_JSON_BETWEEN = re.compile(r"[\s\[\]{},:0-9eE.+\-truefalsnNIiy]*")
 _JSON_PLAIN = {'"': re.compile(r'[^"\\]*'), "'": re.compile(r"[^'\\]*")}
 _JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
                  "t": "\t"}
