@@ -142,6 +142,50 @@ def test_windows_overlap_and_cover_every_character() -> None:
     assert "".join([windows[0], *[w[600:] for w in windows[1:]]]) == value
 
 
+def test_project_attacks_and_look_alikes_in_form_bodies() -> None:
+    """test_evasion's attacks in every encoding, and its benign look-alikes,
+    sent as form bodies: each attack flagged by its detector, no look-alike."""
+    from urllib.parse import quote
+
+    from test_evasion import ATTACKS, BENIGN_VALUES, ENCODINGS
+
+    missed = []
+    for detector, attacks in ATTACKS.items():
+        for attack in attacks:
+            for name, encode in ENCODINGS.items():
+                body = ("a=1&q=" + encode(attack)).encode()
+                parts = parse("application/x-www-form-urlencoded", body, split=9)[0]
+                if detector not in [d for d, _ in flagged(parts)]:
+                    missed.append((detector, attack, name))
+    assert not missed
+    noisy = []
+    for value in BENIGN_VALUES:
+        body = ("a=1&q=" + quote(value, safe="")).encode()
+        if hits := flagged(parse("application/x-www-form-urlencoded", body)[0]):
+            noisy.append(hits)
+    assert not noisy
+
+
+@pytest.mark.parametrize("where", ["multipart", "json", "xml"])
+def test_project_attacks_in_fields_strings_and_text(where: str) -> None:
+    from xml.sax.saxutils import escape
+
+    from test_evasion import ATTACKS, BENIGN_VALUES
+
+    def body(value: str) -> tuple[str, bytes]:
+        if where == "multipart":
+            return MP, multipart([('name="a"', b"1"), ('name="q"', value.encode())])
+        if where == "json":
+            return "application/json", json.dumps({"a": 1, "q": value}).encode()
+        return "text/xml", f"<r><a>1</a><q>{escape(value)}</q></r>".encode()
+
+    missed = [(d, a) for d, attacks in ATTACKS.items() for a in attacks
+              if d not in [hit for hit, _ in flagged(parse(*body(a), split=7)[0])]]
+    assert not missed
+    noisy = [v for v in BENIGN_VALUES if flagged(parse(*body(v))[0])]
+    assert not noisy
+
+
 def test_text_and_unknown_types_read_as_today() -> None:
     parts, parser, _ = parse("text/plain", b"id=1' or '1'='1")
     assert parser.kind == "text" and flagged(parts)
