@@ -87,6 +87,8 @@ class Stats:
         self.bans: Counter[str] = Counter()
         self.malformed: Counter[str] = Counter(dict.fromkeys(MALFORMED_REASONS, 0))
         self.stream_errors: Counter[str] = Counter(dict.fromkeys(STREAM_ERRORS, 0))
+        self.bodies: Counter[str] = Counter()  # request bodies read, by how (http/bodies.py)
+        self.body_skipped = 0  # body bytes not fed to detectors (binary file contents)
         self.exceptions = 0
         self.truncated = 0  # shorter than their IP header says (NFQUEUE copy limit)
 
@@ -328,7 +330,12 @@ class Engine:
             http = flow.http = self._new_stream(flow)
         code = CLEAN
         for kind, request, parts in http.feed(data):
-            if kind == END or not parts:
+            if kind == END:
+                if request.body_kind:
+                    self.stats.bodies[request.body_kind] += 1
+                    self.stats.body_skipped += request.body_skipped
+                continue
+            if not parts:
                 continue
             code = max(code, self._inspect_request(request, parts, pkt, flow, now))
             if code == DETECTED:

@@ -19,6 +19,7 @@ from ..http.normalize import fold, url_text
 from ..packet.decode import PROTO_TCP, Packet
 from ..packet.flows import Flow
 from .base import BaseDetector, Signature
+from .sqli_layers import stacked_or_split
 
 SIG_SQLI = Signature(1000010, "SQL injection in HTTP request", "Web Application Attack", 1)
 SIG_XSS = Signature(1000011, "Cross-site scripting in HTTP request", "Web Application Attack", 1)
@@ -39,7 +40,8 @@ _SHELLSHOCK_START = re.compile(r"\(\)\s*\{")  # () { :; };
 _SPACES_SEMICOLON = re.compile(r"\s*;")
 # A line break ends a command too (host=1.2.3.4%0aid), but prose has line breaks
 # before words like "ping" or "cat": only after a first line that is one token.
-_CMD_NEWLINE = re.compile(r"^\S*\s*\n\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")
+# (`[^\S\n]*\n`, not `\s*\n`: the latter backtracks over every split of a run of newlines)
+_CMD_NEWLINE = re.compile(r"^\S*[^\S\n]*\n\s*(/(usr/)?s?bin/)?(" + _COMMANDS + r")\b")
 
 
 _TOKEN = re.compile(r"[\w./-]*").fullmatch
@@ -112,12 +114,15 @@ class _PayloadDetector(BaseDetector):
 
 
 class Sqli(_PayloadDetector):
+    """libinjection, and a second small linear layer (sqli_layers.py) for what
+    it misses: stacked queries, keywords split by inline comments."""
+
     name = "sqli"
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
         for value in flow.request.values:
-            if len(value) > 1 and not _plain(value) and libinjection.is_sql_injection(value)[
-                    "is_sqli"]:
+            if len(value) > 1 and not _plain(value) and (
+                    libinjection.is_sql_injection(value)["is_sqli"] or stacked_or_split(value)):
                 return SIG_SQLI
         return None
 

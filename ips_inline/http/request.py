@@ -143,7 +143,7 @@ class HttpRequest:
 
     __slots__ = ("head", "method", "target", "version", "request_line", "fields", "headers",
                  "body", "body_cut", "length", "content_type", "parts", "_values", "_folded",
-                 "inspected", "_stray")
+                 "inspected", "_stray", "body_kind", "body_skipped")
 
     def __init__(self, head: bytes, body: bytes = b"", truncated: bool = False) -> None:
         self.head = head
@@ -161,6 +161,8 @@ class HttpRequest:
         self.body_cut = truncated
         self.length = len(body)  # body bytes received (kept or not)
         self.content_type = self.header("content-type")
+        self.body_kind = ""  # how the body was read (http/bodies.py), once it ended
+        self.body_skipped = 0  # body bytes not fed to the detectors (binary file contents)
         self.parts: list[Part] = []
         self._values: list[str] | None = None
         self._folded: list[str] | None = None

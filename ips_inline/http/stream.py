@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from ..packet.flows import StreamMemory
-from .request import HttpRequest, Part, param_parts, strip_version, windows
+from .bodies import BodyParser, body_parser
+from .request import HttpRequest, Part, strip_version, windows
 
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _METHOD_MAX = 32  # a longer first token is no HTTP method
@@ -63,50 +64,6 @@ class HttpError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason  # type: ignore[misc]
-
-
-class BodyParser(Protocol):
-    held: int
-    skipped: int
-    kind: str
-
-    def feed(self, data: bytes) -> list[Part]: ...
-
-    def finish(self, cut: bool) -> list[Part]: ...
-
-
-class FormOrText:
-    """A body as parameters (`a=1&b=2`, split as it streams) when it looks like
-    a form, else as text windows. Bounded: holds at most one window."""
-
-    __slots__ = ("form", "buf", "held", "skipped", "kind", "window")
-
-    def __init__(self, content_type: str, window: int = 8192) -> None:
-        ctype = content_type.lower()
-        self.form = "urlencoded" in ctype or not ctype
-        self.kind = "form" if self.form else "text"
-        self.buf = ""
-        self.held = self.skipped = 0
-        self.window = window
-
-    def feed(self, data: bytes) -> list[Part]:
-        self.buf += data.decode("latin-1")
-        out: list[Part] = []
-        cut = self.buf.rfind("&") if self.form else -1
-        if cut >= 0:  # complete parameters: inspect them now
-            out += param_parts(self.buf[:cut + 1])
-            self.buf = self.buf[cut + 1:]
-        while len(self.buf) > self.window:  # no boundary in a window: inspect it whole
-            out += windows(self.buf[:self.window], self.form)
-            self.buf = self.buf[self.window - 512:]
-        self.held = len(self.buf)
-        return out
-
-    def finish(self, cut: bool) -> list[Part]:
-        rest, self.buf, self.held = self.buf, "", 0
-        if not rest:
-            return []
-        return param_parts(rest) if self.form else windows(rest, False)
 
 
 BodyFactory = Callable[[str], BodyParser]
@@ -218,7 +175,7 @@ class HttpStream:
                  "picked", "h2_ok", "http09", "error", "_units")
 
     def __init__(self, max_head: int, max_body: int, mem: StreamMemory | None = None,
-                 body_factory: BodyFactory = FormOrText, max_inspect: int = 4 << 20,
+                 body_factory: BodyFactory = body_parser, max_inspect: int = 4 << 20,
                  picked: bool = False, h2_ok: bool = False) -> None:
         self.max_head = max_head
         self.max_body = max_body
@@ -427,12 +384,12 @@ class HttpStream:
                 raise HttpError("length_and_chunked")
             _is_chunked(te)
             self.chunks = Dechunker()
-            self.body = self.body_factory(request.content_type)
+            self.body = self.body_factory(_content_type(request))
             self.state = BODY_CHUNKED
             return
         self.left = content_length(cl)
         if self.left:
-            self.body = self.body_factory(request.content_type)
+            self.body = self.body_factory(_content_type(request))
             self.state = BODY_LENGTH
         else:
             self._end(request)
@@ -483,6 +440,7 @@ class HttpStream:
         request, body = self.request, self.body
         assert request is not None and body is not None
         parts = body.finish(False)
+        request.body_kind, request.body_skipped = body.kind, body.skipped
         if parts:
             self._emit(BODY, request, parts)
         self._end(request)
@@ -502,6 +460,13 @@ class HttpStream:
 
 def _split_target(rest: str) -> tuple[str, str]:
     return strip_version(rest.strip(" \t"))
+
+
+def _content_type(request: HttpRequest) -> str:
+    """The body's type; with several Content-Type fields servers disagree on
+    which wins: read it as text (parameters and windows, never skipped)."""
+    types = [v for k, v in request.headers if k == "content-type"]
+    return types[0] if len(types) == 1 else "text/plain" if types else ""
 
 
 def _tunnels(request: HttpRequest) -> bool:

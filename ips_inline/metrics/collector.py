@@ -23,6 +23,7 @@ from .kernel import NFQUEUE_PROC, read_nfqueue
 from .snapshot import EngineLike, Snapshot, merge, snapshot
 
 BAN_FAILURE_REASONS = ("set_full", "rate_cap", "netlink")
+BODY_KINDS = ("form", "multipart", "json", "xml", "text", "binary")
 RELOAD_RESULTS = ("success", "failure")
 
 
@@ -93,6 +94,12 @@ def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:
                    "Connections whose stream the engine could not follow, by reason "
                    "(failed closed unless engine.stream_error_policy = accept)", "reason",
                    data.get("stream_errors", {}))
+    yield _counter("ips_inline_http_bodies_total",
+                   "Request bodies read, by how (form, multipart, json, xml, text, binary)",
+                   "kind", data.get("http_bodies", {}), BODY_KINDS)
+    yield CounterMetricFamily("ips_inline_http_body_skipped_bytes_total",
+                              "Request body bytes not fed to the payload detectors (binary "
+                              "file contents)", value=data.get("http_body_skipped_bytes", 0))
     yield CounterMetricFamily("ips_inline_exceptions_total", "Engine errors on a packet",
                               value=data.get("exceptions", 0))
     yield _counter("ips_inline_defrag_total", "IP fragment reassembly events", "event",

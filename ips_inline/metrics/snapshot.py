@@ -35,6 +35,8 @@ class StatsLike(Protocol):
     bans: Mapping[str, int]
     malformed: Mapping[str, int]
     stream_errors: Mapping[str, int]
+    bodies: Mapping[str, int]
+    body_skipped: int
     exceptions: int
     truncated: int
 
@@ -76,6 +78,8 @@ def snapshot(engine: EngineLike, latency: LatencyHistogram | None = None) -> Sna
         "unbans": engine.bans.unbans,
         "malformed": dict(stats.malformed),
         "stream_errors": dict(stats.stream_errors),
+        "http_bodies": dict(stats.bodies),
+        "http_body_skipped_bytes": stats.body_skipped,
         "exceptions": stats.exceptions,
         "state_evictions": evictions,
         "defrag": dict(engine.defrag.counts),
