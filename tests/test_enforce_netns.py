@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ips_inline.enforce.iptables import NO_PAYLOAD
+
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,12 +127,31 @@ def preexisting_rules(ns: str) -> None:
 
 
 ND_TYPES = ("133", "134", "135", "136")
-BYPASS_RULES = (
-    f"-A {CHAIN} -m connmark --mark 0x40000000/0x40000000 -j ACCEPT",
-    f"-A {CHAIN} -m mark --mark 0x40000000/0x40000000 -j CONNMARK --save-mark"
-    " --nfmask 0x40000000 --ctmask 0x40000000",
-    f"-A {CHAIN} -m mark --mark 0x40000000/0x40000000 -j ACCEPT",
-)
+def connection_and_ct_rules(fam: int) -> list[str]:
+    """What iptables -S prints for the connection (block, bypass) and conntrack rules."""
+    icmp = "icmp" if fam == 4 else "ipv6-icmp"
+    est = "-m conntrack --ctstate ESTABLISHED"
+    return [
+        f"-A {CHAIN} -m connmark --mark 0x10000000/0x10000000 -j DROP",
+        f"-A {CHAIN} -m connmark --mark 0x40000000/0x40000000 -j ACCEPT",
+        f'-A {CHAIN} -p tcp -m connmark --mark 0x20000000/0x20000000 -m bpf --bytecode '
+        f'"{NO_PAYLOAD[fam]}" -j ACCEPT',
+        f"-A {CHAIN} -m mark ! --mark 0x0/0x70000000 -j CONNMARK --save-mark"
+        " --nfmask 0x70000000 --ctmask 0x70000000",
+        f"-A {CHAIN} -m mark --mark 0x10000000/0x10000000 -j DROP",
+        f"-A {CHAIN} -m mark ! --mark 0x0/0x60000000 -j ACCEPT",
+        f"-A {CHAIN} -p udp {est} --ctdir REPLY -j ACCEPT",
+        f"-A {CHAIN} -p {icmp} {est} --ctdir REPLY -j ACCEPT",
+        f"-A {CHAIN} -m conntrack --ctstate INVALID -j MARK --set-xmark 0x6000000/0x7000000",
+        f"-A {CHAIN} -m conntrack --ctstate NEW -j MARK --set-xmark 0x1000000/0x7000000",
+        f"-A {CHAIN} {est} --ctdir REPLY -j MARK --set-xmark 0x4000000/0x7000000",
+        f"-A {CHAIN} {est} --ctstatus ASSURED --ctdir ORIGINAL -j MARK"
+        " --set-xmark 0x3000000/0x7000000",
+        f"-A {CHAIN} {est} ! --ctstatus ASSURED --ctdir ORIGINAL -j MARK"
+        " --set-xmark 0x2000000/0x7000000",
+        f"-A {CHAIN} -m conntrack --ctstate RELATED -j MARK --set-xmark 0x5000000/0x7000000",
+        f"-A {CHAIN} -m conntrack --ctstate UNTRACKED -j MARK --set-xmark 0x7000000/0x7000000",
+    ]
 
 
 def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
@@ -151,7 +172,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
         f"-A {CHAIN} -s 127.0.0.0/8 -j ACCEPT",
         f"-A {CHAIN} -s 198.51.100.0/24 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET4} src -j DROP",
-        *BYPASS_RULES,
+        *connection_and_ct_rules(4),
         f"-A {CHAIN} -j NFQUEUE --queue-num 0 --queue-bypass",
     ]
     assert sh(ns, "ip6tables", "-S", CHAIN).splitlines() == [
@@ -162,7 +183,7 @@ def test_install_twice_equals_once_and_uninstall_restores(ns: str) -> None:
         *[f"-A {CHAIN} -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j ACCEPT" for t in ND_TYPES],
         f"-A {CHAIN} -s ::1/128 -j ACCEPT",
         f"-A {CHAIN} -m set --match-set {SET6} src -j DROP",
-        *BYPASS_RULES,
+        *connection_and_ct_rules(6),
         f"-A {CHAIN} -j NFQUEUE --queue-num 0 --queue-bypass",
     ]
     for tool in ("iptables", "ip6tables"):  # one jump, first in INPUT

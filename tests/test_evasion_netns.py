@@ -63,7 +63,7 @@ def on_packet(pkt):
     data = pkt.get_payload()
     verdict = engine.process(data, time.time()) if engine else 1
     got.append({{"hex": data.hex(), "verdict": verdict}})
-    pkt.drop() if verdict == 0 else pkt.accept()
+    pkt.drop() if verdict in (0, 4) else pkt.accept()  # DROP, BLOCK
 nfq = NetfilterQueue()
 nfq.bind({queue}, on_packet)
 fd = nfq.get_fd()

@@ -130,28 +130,22 @@ def test_random_source_syn_flood_keeps_memory_bounded_and_verdicts_flowing(
     assert client_gets(lab)
 
 
-def test_random_source_fin_flood_is_dropped_and_bans_are_capped(
+def test_random_source_fin_flood_is_dropped_and_bans_nobody(
         lab: Lab, start_daemon: StartDaemon) -> None:
-    """Every spoofed FIN is a fin_scan that bans its source at the first
-    offence: the packets are dropped, but bans stop at bans.max_per_minute."""
+    """A bare FIN from each of 20,000 spoofed sources: the kernel's conntrack
+    marks every one INVALID (no connection, no ACK), so the daemon drops them
+    all; one probe per source is no scan, so nobody is banned or even
+    alerted on, and the client keeps being answered."""
     victim = start_daemon(SMALL_STATE)
-    started = time.monotonic()
     answered = flood_while_probing(
         lab, ["hping3", "-F", "--rand-source", "-p", "80", "-c", "20000", "-i", "u20",
               lab.victim4], lambda: client_gets(lab, timeout=10))
-    seconds = time.monotonic() - started
-    dropped = victim.metric("ips_inline_packets_total", verdict="drop", reason="detector")
-    capped = victim.metric("ips_inline_ban_failures_total", reason="rate_cap")
-    print(f"fin flood: {dropped:.0f} dropped, {capped:.0f} bans refused by the cap")
+    dropped = victim.metric("ips_inline_packets_total", verdict="drop", reason="invalid")
+    print(f"fin flood: {dropped:.0f} dropped as INVALID")
     assert all(answered), answered
-    assert dropped > 10000 and capped >= dropped - 20
-    assert victim.metric_sum("ips_inline_bans_total") == 20
-    assert len(victim.bans()) == 20
-    time.sleep(1.5)  # the next housekeeping tick reports the suppressed alerts
-    records = victim.eve.read_text().splitlines()
-    alerts = sum('"event_type":"alert"' in r for r in records)
-    assert alerts <= 200 * (seconds + 2)  # daemon.EVE_ALERTS_PER_SECOND
-    assert any('"event_type":"alert_suppressed"' in r for r in records)
+    assert dropped > 10000
+    assert victim.metric_sum("ips_inline_bans_total") == 0 and not victim.bans()
+    assert victim.metric("ips_inline_alerts_total", detector="fin_scan") == 0
     assert_no_ip_labels(victim)
 
 
@@ -382,7 +376,8 @@ def test_a_stopped_daemon_fails_open_when_configured_so(
 # -- 6. least privilege ---------------------------------------------------------------------
 
 RUNTIME = ("ips_inline", "netfilterqueue", "pyroute2", "dpkt", "prometheus_client", "communityid",
-           "libinjection")
+           "libinjection", "python_multipart", "multipart", "defusedxml", "requests", "urllib3",
+           "idna", "certifi", "charset_normalizer", "hyperscan", "re2")
 
 
 def unit_capabilities() -> list[str]:
