@@ -178,6 +178,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
             cfg.detectors = _load_detectors(value)
         elif key in _SECTIONS:
             setattr(cfg, key, _overlay(getattr(cfg, key), value, key))
+            if key == "crowdsec":  # a [crowdsec] section that connects nothing is a mistake
+                _crowdsec_url(cfg.crowdsec.lapi_url)
         else:
             raise ConfigError(f"unknown config section [{key}]")
     validate(cfg)

@@ -6,6 +6,8 @@ goes on inspecting and banning whatever LAPI does.
 
 A pull after a rejected answer asks for the full list again (startup=true):
 LAPI counts a delta as delivered once it answered, even if we threw it away.
+So does one pull every RESYNC seconds: it repairs any drift (a set flushed by
+hand) and renews decisions longer than ipset's timeout limit (24.8 days).
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from urllib.parse import urlsplit
 from ..config import Config
 from ..enforce.ipset import NET_TYPE, EnforceError, IpsetEnforcer
 from ..enforce.store import BanStore, StoreError
-from .bouncer import Bouncer
+from .bouncer import Bouncer, KernelSet
 from .client import Credentials, LapiClient, LapiError
 from .decisions import BadStream, parse_stream
 from .watcher import SCENARIOS, Watcher
 
 log = logging.getLogger(__name__)
-PULL_RESULTS = ("ok", "unreachable", "denied", "refused", "invalid")
+PULL_RESULTS = ("ok", "unreachable", "server_error", "denied", "refused", "invalid")
 PUSH_CHECK = 0.5  # seconds between looks at the push queue in the state file
+RESYNC = 6 * 3600.0  # seconds between full pulls
 FIRST_RETRY = 1.0
 
 
@@ -49,7 +52,8 @@ class Backoff:
 class Agent:
     def __init__(self, cfg: Config, store: BanStore, creds: Credentials,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 make_sets: Callable[[], tuple[KernelSet, KernelSet]] | None = None) -> None:
         self.cfg = cfg.crowdsec
         self.live = cfg.live
         self.whitelist = list(cfg.engine.whitelist)
@@ -62,9 +66,11 @@ class Agent:
         self.bouncer: Bouncer | None = None  # made in the thread: it owns netlink sockets
         self.pulls: Counter[str] = Counter({r: 0 for r in PULL_RESULTS})
         self.up: int | None = None  # 1 after a good exchange, 0 after a failed one
+        self._make_sets = make_sets or self._ipsets
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="crowdsec", daemon=True)
         self._synced = False
+        self._resync_at = 0.0
         self._down_reason = ""
 
     def start(self) -> None:
@@ -79,13 +85,16 @@ class Agent:
         self._thread.join(self.cfg.timeout * 3 + 5)
 
     # -- the thread ----------------------------------------------------------------
+    def _ipsets(self) -> tuple[IpsetEnforcer, IpsetEnforcer]:
+        return (IpsetEnforcer(self.live.set_v4, self.live.set_v6, self.live.maxelem),
+                IpsetEnforcer(self.cfg.net_set_v4, self.cfg.net_set_v6, self.live.maxelem,
+                              stype=NET_TYPE))
+
     def _run(self) -> None:
-        sets = []
+        sets: tuple[KernelSet, ...] = ()
         try:
             if self.cfg.bouncer:
-                sets = [IpsetEnforcer(self.live.set_v4, self.live.set_v6, self.live.maxelem),
-                        IpsetEnforcer(self.cfg.net_set_v4, self.cfg.net_set_v6,
-                                      self.live.maxelem, stype=NET_TYPE)]
+                sets = self._make_sets()
                 self.bouncer = Bouncer(self.store, sets[0], sets[1], self.whitelist,
                                        self.cfg.max_decisions, own=self._own, clock=self.clock)
                 self._guard(self.bouncer.restore)
@@ -93,8 +102,10 @@ class Agent:
                 self._guard(self.watcher.load)
             self._loop()
         finally:
-            for s in sets:
-                s.close()
+            for kernel_set in sets:
+                close = getattr(kernel_set, "close", None)
+                if close is not None:
+                    close()  # in this thread: pyroute2 leaks a socket otherwise
             self.client.close()
 
     def _own(self, ident: int) -> bool:
@@ -137,7 +148,7 @@ class Agent:
     def _pull(self) -> bool:
         assert self.bouncer is not None
         self._protect_lapi()
-        startup = not self._synced
+        startup = not self._synced or self.monotonic() >= self._resync_at
         try:
             stream = parse_stream(self.client.stream(startup), self.cfg.max_decisions)
         except (LapiError, BadStream) as exc:
@@ -156,6 +167,8 @@ class Agent:
             return False
         self.pulls["ok"] += 1
         self._synced = True
+        if startup:
+            self._resync_at = self.monotonic() + RESYNC
         self._reachable()
         if added or removed or sum(stream.rejected.values()):
             log.info("crowdsec: %s pull: %d set, %d removed, %d rejected",

@@ -188,15 +188,17 @@ class Bouncer:
         ranges = {c: e for c, e in state.ranges(section).items() if e["expires"] > now}
         for held in set_:
             d = held.decision
+            # What the kernel holds: a longer decision is renewed by the next full pull.
+            expires = round(min(held.until, now + IPSET_MAX_TIMEOUT), 3)
             if d.scope == IP:
                 old = bans.get(d.value, {})
                 if old and not state.pulled(old) and old["expires"] >= held.until:
                     continue  # a local ban came meanwhile
-                bans[d.value] = {"expires": round(held.until, 3), "detector": d.scenario,
+                bans[d.value] = {"expires": expires, "detector": d.scenario,
                                  "count": int(old.get("count", 1)),
                                  "origin": f"crowdsec:{d.origin}"}
             else:
-                ranges[d.value] = {"expires": round(held.until, 3), "scenario": d.scenario,
+                ranges[d.value] = {"expires": expires, "scenario": d.scenario,
                                    "origin": f"crowdsec:{d.origin}"}
         for scope, value in removed:
             if scope == RANGE:

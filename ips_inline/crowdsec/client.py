@@ -52,8 +52,14 @@ class Refused(LapiError):
     result = "refused"
 
 
+class ServerError(LapiError):
+    """5xx: LAPI is there but failing. Retried."""
+
+    result = "server_error"
+
+
 class BadAnswer(LapiError):
-    """5xx, or an answer that is not the JSON expected, too large or too slow."""
+    """An answer that is not the JSON expected, too large or too slow."""
 
     result = "invalid"
 
@@ -194,7 +200,9 @@ def _check_status(code: int, what: str) -> None:
         raise Denied(f"LAPI {what}: HTTP {code} (check the key or machine password)", code)
     if 400 <= code < 500:
         raise Refused(f"LAPI {what}: HTTP {code}", code)
-    raise BadAnswer(f"LAPI {what}: HTTP {code}", code)
+    if code >= 500:
+        raise ServerError(f"LAPI {what}: HTTP {code}", code)
+    raise BadAnswer(f"LAPI {what}: HTTP {code}", code)  # 1xx, or a redirect not followed
 
 
 def _reason(exc: BaseException) -> str:

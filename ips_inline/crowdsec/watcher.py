@@ -89,6 +89,7 @@ class Watcher:
         section = self.store.load_section(state.SECTION)
         now = self.clock()
         items, known = state.pending(section), state.pushed(section)
+        self.queued = len(items)  # also when nothing gets done: the agent retries while > 0
         done: set[int] = set()
         records: dict[str, list[dict[str, Any]]] = {}
         unbanned: set[str] = set()
