@@ -5,6 +5,7 @@ pushes wait in the queue, and the metrics say what happened."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,13 +104,16 @@ def test_garbage_answer_is_counted_and_forces_a_full_pull(lapi: FakeLapi, agent:
     assert agent.pulls["invalid"] == 1
 
 
-def test_outage_backs_off_then_catches_up(lapi: FakeLapi, agent: Agent, tmp_path: Path) -> None:
+def test_outage_backs_off_then_catches_up(lapi: FakeLapi, agent: Agent, tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ips_inline")
     lapi.stream.down = True
     agent.start()
     time.sleep(2.0)
     # Retries at 1 s (retry_max), not every poll_interval (0.2 s).
     assert 2 <= len(lapi.hits("GET", STREAM)) <= 4
     assert agent.up == 0 and agent.pulls["server_error"] >= 2
+    assert caplog.text.count("inspection and local bans go on") == 1  # once, not per retry
     queue_manual_ban(config(lapi.url, tmp_path), agent.store, "203.0.113.9", 600, 1)
     lapi.route("POST", "/v1/alerts", lambda _r: (503, {}, b""))
     time.sleep(0.7)
@@ -117,6 +121,7 @@ def test_outage_backs_off_then_catches_up(lapi: FakeLapi, agent: Agent, tmp_path
     lapi.stream.down = False
     lapi.json_route("POST", "/v1/alerts", ["7"], status=201)
     wait_for(lambda: agent.up == 1 and agent.watcher.queued == 0)
+    assert "answers again" in caplog.text
     pushed = lapi.hits("POST", "/v1/alerts")[-1].json()[0]
     assert pushed["scenario"] == "ips-inline/manual"
     assert pushed["decisions"][0]["value"] == "203.0.113.9"

@@ -97,6 +97,7 @@ def test_unreachable_and_silent_servers() -> None:
     with pytest.raises(Unreachable) as info:
         client(f"http://127.0.0.1:{port}").stream(True)
     no_secret(info.value)
+    assert str(info.value) == "LAPI GET /v1/decisions/stream: Connection refused"
     with socket.socket() as silent:  # accepts, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()

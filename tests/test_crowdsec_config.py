@@ -82,6 +82,14 @@ def test_credentials_from_files(tmp_path: Path, caplog: pytest.LogCaptureFixture
     assert "readable by others" in caplog.text and "machine-pw" not in caplog.text
 
 
+def test_password_from_the_credentials_file_cscli_writes(tmp_path: Path) -> None:
+    yaml = tmp_path / "lapi.yaml"
+    yaml.write_text("url: http://10.0.0.5:8080\nlogin: ips-inline-a\npassword: kNPGCACy9ce\n")
+    yaml.chmod(0o600)
+    creds = load_credentials(cs(machine_id="ips-inline-a", password_file=str(yaml)).crowdsec)
+    assert creds.password == "kNPGCACy9ce"
+
+
 @pytest.mark.parametrize(("content", "needle"), [
     (None, "No such file"), ("", "one line"), ("two words", "one line"),
     ("x" * 5000, "one line"), ("ünïcode", "one line"),

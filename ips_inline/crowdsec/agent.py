@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PULL_RESULTS = ("ok", "unreachable", "server_error", "denied", "refused", "invalid")
 PUSH_CHECK = 0.5  # seconds between looks at the push queue in the state file
 RESYNC = 6 * 3600.0  # seconds between full pulls
+DOWN_LOG_EVERY = 300.0  # seconds between warnings while LAPI keeps failing
 FIRST_RETRY = 1.0
 
 
@@ -71,7 +72,7 @@ class Agent:
         self._thread = threading.Thread(target=self._run, name="crowdsec", daemon=True)
         self._synced = False
         self._resync_at = 0.0
-        self._down_reason = ""
+        self._next_down_log = 0.0  # while LAPI fails: when the next warning is due
 
     def start(self) -> None:
         self._thread.start()
@@ -207,16 +208,18 @@ class Agent:
         self.bouncer.protected = [ipaddress.ip_network(a) for a in addrs]
 
     def _failed(self, reason: str, result: str) -> None:
+        """Logged when LAPI starts failing, then every DOWN_LOG_EVERY seconds."""
         self.up = 0
-        if reason != self._down_reason:
-            self._down_reason = reason
+        now = self.monotonic()
+        if now >= self._next_down_log:
+            self._next_down_log = now + DOWN_LOG_EVERY
             log.warning("crowdsec: %s (%s); inspection and local bans go on, retrying with "
                         "back-off up to %gs", reason, result, self.cfg.retry_max)
 
     def _reachable(self) -> None:
-        if self._down_reason:
+        if self._next_down_log:
             log.info("crowdsec: LAPI %s answers again", self.cfg.lapi_url)
-        self._down_reason = ""
+        self._next_down_log = 0.0
         self.up = 1
 
     @staticmethod

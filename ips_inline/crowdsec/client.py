@@ -206,6 +206,16 @@ def _check_status(code: int, what: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    """One short line; requests' messages can span lines and repeat the URL."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+    """The root cause in a few words ("Connection refused", "timed out"):
+    requests wraps it in layers whose messages repeat the URL at length."""
+    root = exc
+    for _ in range(8):
+        inner = (getattr(root, "reason", None) or root.__cause__ or root.__context__
+                 or next((a for a in root.args if isinstance(a, BaseException)), None))
+        if not isinstance(inner, BaseException):
+            break
+        root = inner
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror
+    text = str(root).splitlines()[0] if str(root) else ""
+    return f"{type(root).__name__}: {text[:120]}" if text else type(root).__name__

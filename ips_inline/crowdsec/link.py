@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from .evidence import EvidenceTap
 
 log = logging.getLogger(__name__)
 _SECRET_MAX = 4096
+_YAML_PASSWORD = re.compile(r"^password:[ \t]*(\S+)[ \t]*$", re.MULTILINE)
 
 
 class CrowdsecError(UserError):
@@ -96,6 +98,8 @@ def _secret(value: str, path: str, key: str) -> str:
     except OSError as exc:
         raise CrowdsecError(f"crowdsec.{key}_file {path}: {exc.strerror}") from None
     text = raw.decode("ascii", "replace").strip()
+    if key == "password":  # also the YAML `cscli machines add --auto -f FILE` writes
+        text = next((m.group(1) for m in _YAML_PASSWORD.finditer(text)), text)
     if len(raw) > _SECRET_MAX or not text or not all("!" <= c <= "~" for c in text):
         raise CrowdsecError(f"crowdsec.{key}_file {path} must hold one line of printable "
                             "ASCII without spaces")
