@@ -260,6 +260,24 @@ def test_lapi_down_local_bans_go_on_and_pushes_arrive_later(fleet: Fleet,
     assert "answers again" in log and "Traceback" not in log
 
 
+def test_with_workers_the_supervisor_pulls_and_pushes_once(fleet: Fleet, tmp_path: Path) -> None:
+    lab, pulled, flooder = fleet.lab, source(fleet.lab, 34), source(fleet.lab, 32)
+    fleet.one.stop()
+    fleet.one.config.write_text(fleet.one.config.read_text().replace("[live]\n",
+                                                                    "[live]\nworkers = 2\n"))
+    fleet.one.start()
+    fleet.one.wait_log("crowdsec: LAPI", 10)
+    fleet.lapi.cscli("decisions", "add", "--ip", pulled, "--duration", "1h")
+    eventually(lambda: in_set(lab, "victim", "ips_inline_ban4", pulled))
+    assert "STOPPED" in attack(lab, "syn_flood", tmp_path)  # banned by one of the workers
+    eventually(lambda: fleet.lapi_decisions(flooder))
+    time.sleep(2 * POLL)
+    (decision,) = fleet.lapi_decisions(flooder)  # pushed once, by the supervisor
+    assert decision["scenario"] == "ips-inline/syn_flood"
+    assert fleet.one.metric("ips_inline_crowdsec_pushes_total", result="ok") == 1
+    assert fleet.one.run_log().count("pulling decisions every") == 1  # one agent, not one a worker
+
+
 def test_secrets_never_reach_the_logs(fleet: Fleet) -> None:
     for daemon in (fleet.one, fleet.two):
         text = daemon.config.read_text()
