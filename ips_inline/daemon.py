@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
 from .crowdsec import Link, net_sets
+from .crowdsec.state import pulled
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .enforce.iptables import RuleError, RuleSet
 from .enforce.live import BanFailures, LiveEnforcer
@@ -130,7 +131,8 @@ class Daemon:
                 detector = entry["detector"] if entry else "kernel"
                 self.store.record_ban(ip, now + remaining, detector, count)
         for ip, entry in self.store.load().items():
-            self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
+            if not pulled(entry):  # CrowdSec's bans are the kernel's alone (see crowdsec/)
+                self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
         self._store_mtime = self.store.mtime()
         log.info("restored %d bans (%d in the kernel sets)", len(self.bans.active), len(kernel))
 
@@ -193,7 +195,7 @@ class Daemon:
             if mtime != self._store_mtime:  # `ips-inline ban/unban` changed it
                 self._store_mtime = mtime
                 banned = {raw_ip(ip): e["expires"] for ip, e in self.store.load().items()
-                          if e["expires"] > now}
+                          if e["expires"] > now and not pulled(e)}
                 self.bans.sync(banned, now)
             if now >= self._next_prune:
                 self._next_prune = now + PRUNE_EVERY

@@ -222,3 +222,27 @@ def test_origin_labels_are_bounded(world: World) -> None:
     world.pull([dec(i, f"203.0.113.{i}", origin=f"o{i}") for i in range(1, 31)])
     labels = {origin for origin, _scope in world.bouncer.gauge()}
     assert len(labels) == 17 and "other" in labels
+
+
+def test_pulled_bans_stay_out_of_the_engines_ban_manager(tmp_path: Path) -> None:
+    """A big blocklist must not evict local offence history (bans.max_tracked)
+    nor come back as "unban" records: the kernel enforces pulled bans."""
+    from ips_inline.config import from_dict
+    from ips_inline.daemon import Daemon, raw_ip
+
+    cfg = from_dict({"live": {"state_path": str(tmp_path / "state.json"),
+                              "eve_path": str(tmp_path / "eve.json")}})
+    daemon = Daemon(cfg, None)
+    daemon.store.record_ban("192.0.2.1", NOW + 600, "sqli", 1)
+    daemon.store.update(lambda bans: bans.update({"192.0.2.2": {
+        "expires": NOW + 600, "detector": "x", "count": 1, "origin": "crowdsec:CAPI"}}))
+    kernel = FakeSet()
+    kernel.entries_ = {"192.0.2.1": 600, "192.0.2.2": 600}
+    daemon.restore(kernel)  # type: ignore[arg-type]
+    assert set(daemon.bans.active) == {raw_ip("192.0.2.1")}
+    daemon.store.update(lambda bans: bans.update({"192.0.2.3": {
+        "expires": 2e9, "detector": "x", "count": 1, "origin": "crowdsec:cscli"}}))
+    daemon._store_mtime = 0.0
+    daemon._housekeeping(NOW)
+    assert set(daemon.bans.active) == {raw_ip("192.0.2.1")}
+    daemon.eve.close()

@@ -82,6 +82,18 @@ def test_a_huge_answer_without_length_is_cut(lapi: FakeLapi) -> None:
         client(lapi.url, max_bytes=100_000).stream(True)
 
 
+def test_deeply_nested_json_is_garbage_not_a_crash(lapi: FakeLapi) -> None:
+    lapi.route("GET", STREAM, lambda _r: (200, {}, b"[" * 200_000 + b"]" * 200_000))
+    with pytest.raises(BadAnswer, match="not JSON"):
+        client(lapi.url).stream(True)
+
+
+def test_an_answer_cut_short_is_unreachable(lapi: FakeLapi) -> None:
+    lapi.route("GET", STREAM, lambda _r: (200, {"Content-Length": "500"}, b'{"new": nu'))
+    with pytest.raises(Unreachable):
+        client(lapi.url).stream(True)
+
+
 def test_a_trickling_answer_meets_the_deadline(lapi: FakeLapi) -> None:
     lapi.route("GET", STREAM, lambda _r: Trickle(b'{"new": null, "deleted": null}', 0.1))
     start = time.monotonic()

@@ -104,6 +104,11 @@ def test_bad_credential_files_are_one_line_errors(tmp_path: Path, content: str |
     assert "\n" not in str(info.value)
 
 
+def test_a_missing_ca_file_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(CrowdsecError, match="ca_file"):
+        load_credentials(cs(api_key="k", ca_file=str(tmp_path / "none.pem")).crowdsec)
+
+
 def test_check_config_cli_reports_crowdsec_errors_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[crowdsec]\nlapi_url = "http://x:8080"\nmachine_id = "m"\n')

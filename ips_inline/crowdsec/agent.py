@@ -1,8 +1,9 @@
-"""The one thread that talks to LAPI: pulls decisions every poll_interval,
-pushes queued bans as soon as they are queued, and backs off (doubling, up to
-retry_max) while LAPI fails. It owns its own netlink sockets (one per ipset
-kind, see enforce/ipset.py) and never touches the packet path: the daemon
-goes on inspecting and banning whatever LAPI does.
+"""The one thread that talks to LAPI: pulls decisions every poll_interval
+(a watcher alone sends a heartbeat instead), pushes queued bans as soon as
+they are queued, and backs off (doubling, up to retry_max) while LAPI fails.
+It owns its own netlink sockets (one per ipset kind, see enforce/ipset.py)
+and never touches the packet path: the daemon goes on inspecting and banning
+whatever LAPI does.
 
 A pull after a rejected answer asks for the full list again (startup=true):
 LAPI counts a delta as delivered once it answered, even if we threw it away.
@@ -118,8 +119,8 @@ class Agent:
         mtime = -1.0
         while not self._stop.is_set():
             now = self.monotonic()
-            if self.bouncer is not None and now >= next_pull:
-                ok = self._safely(self._pull)
+            if now >= next_pull and (self.bouncer is not None or self.watcher is not None):
+                ok = self._safely(self._pull if self.bouncer is not None else self._heartbeat)
                 next_pull = self.monotonic() + (self.cfg.poll_interval if ok else pulls.failed())
                 if ok:
                     pulls.ok()
@@ -133,8 +134,7 @@ class Agent:
                         pushes.ok()
                 else:
                     next_push = now + PUSH_CHECK
-            due = min(next_pull if self.bouncer is not None else float("inf"),
-                      next_push if self.watcher is not None else float("inf"))
+            due = min(next_pull, next_push if self.watcher is not None else float("inf"))
             self._stop.wait(max(0.05, due - self.monotonic()))
 
     def _safely(self, step: Callable[[], bool]) -> bool:
@@ -177,10 +177,20 @@ class Agent:
                      sum(stream.rejected.values()))
         return True
 
+    def _heartbeat(self) -> bool:
+        """Watcher only: no pulls to show whether LAPI is there."""
+        try:
+            self.client.heartbeat()
+        except LapiError as exc:
+            self._failed(str(exc), exc.result)
+            return False
+        self._reachable()
+        return True
+
     def _push(self) -> bool:
         assert self.watcher is not None
         try:
-            exchanged = self.watcher.push()
+            exchanged = self.watcher.push(self._stop.is_set)
         except LapiError as exc:
             self._failed(str(exc), exc.result)
             return False

@@ -11,6 +11,7 @@ an error message. Only the agent's thread uses a client.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 
 from .. import __version__
 
@@ -123,6 +125,11 @@ class LapiClient:
         return [d["id"] for d in decisions if isinstance(d, dict) and isinstance(d.get("id"), int)
                 and not isinstance(d.get("id"), bool)]
 
+    def heartbeat(self) -> None:
+        """What a watcher that has nothing to push does, so LAPI (and
+        lapi_up) knows it is alive."""
+        self._jwt("GET", "/v1/heartbeat")
+
     def delete_decision(self, decision_id: int) -> None:
         """Delete one decision; one already gone is fine."""
         try:
@@ -157,7 +164,7 @@ class LapiClient:
                                         headers=headers, json=body, stream=True,
                                         timeout=(self.timeout, self.timeout),
                                         allow_redirects=False, verify=self.verify)
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:  # OSError: e.g. a CA file gone
             raise Unreachable(f"LAPI {method} {path}: {_reason(exc)}") from None
         try:
             raw = self._read(resp, start, f"{method} {path}")
@@ -166,7 +173,7 @@ class LapiClient:
         _check_status(resp.status_code, f"{method} {path}")
         try:
             return json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: [[[[... nested deep
             raise BadAnswer(f"LAPI {method} {path}: answer is not JSON") from None
 
     def _read(self, resp: requests.Response, start: float, what: str) -> bytes:
@@ -186,9 +193,8 @@ class LapiClient:
                 if self.clock() - start > self.timeout:
                     raise BadAnswer(f"LAPI {what}: answer slower than {self.timeout:g}s")
                 chunks.append(chunk)
-        except (requests.RequestException, OSError, ValueError) as exc:
-            if isinstance(exc, LapiError):
-                raise
+        except (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError) as exc:  # cut short, reset, timed out
             raise Unreachable(f"LAPI {what}: {_reason(exc)}") from None
         return b"".join(chunks)
 

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ..enforce.addr import parse_ip
 from ..eve import EventSink
 from . import state
 
@@ -49,8 +50,12 @@ class EvidenceTap:
             self._seen.popitem(last=False)
 
     def _ban(self, record: dict[str, Any]) -> None:
-        ip, detector = record.get("src_ip", ""), record.get("detector", "")
-        signature, seen = self._seen.pop((ip, detector), ("", 0))
+        raw_ip, detector = record.get("src_ip", ""), record.get("detector", "")
+        signature, seen = self._seen.pop((raw_ip, detector), ("", 0))
+        try:
+            ip = parse_ip(raw_ip)  # the state file keeps canonical addresses only
+        except ValueError:
+            return
         now, duration = self.clock(), int(record.get("duration", 0))
         item = {"op": "ban", "ip": ip, "detector": detector, "signature": signature,
                 "alerts": max(1, seen), "count": int(record.get("count", 1)),

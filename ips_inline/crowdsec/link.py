@@ -83,6 +83,10 @@ def net_sets(cfg: Config) -> tuple[str, str] | None:
 
 
 def load_credentials(cfg: CrowdsecConfig) -> Credentials:
+    """The secrets, read once at start; CrowdsecError names the key, never
+    the secret."""
+    if cfg.ca_file and not os.access(cfg.ca_file, os.R_OK):
+        raise CrowdsecError(f"crowdsec.ca_file {cfg.ca_file}: not readable")
     return Credentials(api_key=_secret(cfg.api_key, cfg.api_key_file, "api_key"),
                        machine_id=cfg.machine_id,
                        password=_secret(cfg.password, cfg.password_file, "password"))

@@ -83,9 +83,9 @@ class Watcher:
         self.queued = len(state.pending(section))
         self.dropped = state.dropped(section)
 
-    def push(self) -> int:
+    def push(self, stop: Callable[[], bool] = lambda: False) -> int:
         """One round; returns how many items went to LAPI, or raises LapiError
-        (after saving what was done) if LAPI failed."""
+        (after saving what was done) if LAPI failed. `stop()` ends it early."""
         section = self.store.load_section(state.SECTION)
         now = self.clock()
         items, known = state.pending(section), state.pushed(section)
@@ -96,6 +96,8 @@ class Watcher:
         failure: LapiError | None = None
         exchanged = 0
         for item in items[:ROUND_MAX]:
+            if stop():
+                break
             try:
                 exchanged += self._one(item, now, known, records, unbanned)
             except Refused as exc:
@@ -131,7 +133,6 @@ class Watcher:
             self.results["expired"] += 1
             return False
         alert_id = self.client.post_alerts([build_alert(item, now)])[0]
-        unbanned.discard(ip)
         try:
             decisions = self.client.alert_decisions(alert_id)
         except LapiError:  # pushed all the same; the ids are looked up when needed
