@@ -159,6 +159,7 @@ class Daemon:
         finally:
             self.source.close()
             self.crowdsec.stop()
+            self.crowdsec.tick(self.enforcer.call)  # the last second's bans into the queue
             self.enforcer.stop()
             self.eve.close()
             if self.metrics_server is not None:

@@ -11,6 +11,8 @@ LAPI, the daemons and the namespaces are removed at the end, also on failure.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,16 +86,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     if reason:
         pytest.skip(reason)
     lab = Lab(TEST_PREFIX, victim2=True)
+    lapi_dir = tmp_path_factory.mktemp("lapi")
     try:
         lab.down()
         lab.up()
-        yield _start(lab, tmp_path_factory)
+        yield _start(lab, tmp_path_factory, lapi_dir)
     finally:
         lab.down()  # kills LAPI and both daemons too: every process in the namespaces
+        shutil.rmtree(lapi_dir, ignore_errors=True)  # its database and credentials
 
 
-def _start(lab: Lab, tmp: pytest.TempPathFactory) -> Fleet:
-    lapi = Lapi(lab, "victim", lab.victim4, tmp.mktemp("lapi"))
+def _start(lab: Lab, tmp: pytest.TempPathFactory, lapi_dir: Path) -> Fleet:
+    lapi = Lapi(lab, "victim", lab.victim4, lapi_dir)
     daemons = []
     for host, whitelist in (("victim", [f"{source(lab, WHITELISTED)}/32"]),
                             ("victim2", [f"{lab.victim4}/32"])):
@@ -294,3 +298,12 @@ def test_daemons_stop_cleanly(fleet: Fleet) -> None:
         daemon.stop()
         assert time.monotonic() - start < 10
         assert "Traceback" not in daemon.run_log()
+
+
+def test_victim2_has_no_route_out_and_plain_down_removes_it(fleet: Fleet) -> None:
+    lab = fleet.lab
+    assert lab.exec("victim2", ["ip", "route", "show", "default"]).stdout == ""
+    assert lab.exec("victim2", ["ip", "route", "get", "1.1.1.1"], check=False).returncode != 0
+    Lab(lab.prefix).down()  # without LAB_VICTIM2, as the next test module does
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"{lab.prefix}-victim2" not in names and f"{lab.prefix}-victim " not in names
