@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
+from .crowdsec import Link, net_sets
+from .crowdsec.state import pulled
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .enforce.iptables import RuleError, RuleSet
 from .enforce.live import BanFailures, LiveEnforcer
@@ -84,7 +86,9 @@ class Daemon:
                                      self.store, self.failures)
         self.bans = BanManager(cfg.bans, Whitelist(cfg.engine.whitelist), self.enforcer)
         self.sink = AlertBudget(JsonLines(self.eve), EVE_ALERTS_PER_SECOND)
-        self.engine = Engine(cfg, self.bans, self.sink)
+        # CrowdSec: a lone daemon talks to LAPI itself; a worker only queues its bans.
+        self.crowdsec = Link(cfg, self.store, agent=report is None, tap=True)
+        self.engine = Engine(cfg, self.bans, self.crowdsec.sink(self.sink))
         self.queue_num = live.queue_num if queue_num is None else queue_num
         self.source = QueueSource(self.queue_num, live.queue_maxlen, live.fail_open,
                                   live.sock_rcvbuf,
@@ -100,7 +104,8 @@ class Daemon:
         registry = CollectorRegistry()
         registry.register(IpsCollector(lambda: [self.engine], DaemonMetrics(
             latency=self.latency, ban_failures=self.failures, reloads=self.reloads,
-            bans_active=lambda: self.enforcer.active_count, queues=(self.queue_num,))))
+            bans_active=lambda: self.enforcer.active_count, queues=(self.queue_num,),
+            extra=self.crowdsec.families)))
         try:
             self.metrics_server = serve(self.cfg.metrics, registry)
         except MetricsError as exc:
@@ -126,7 +131,8 @@ class Daemon:
                 detector = entry["detector"] if entry else "kernel"
                 self.store.record_ban(ip, now + remaining, detector, count)
         for ip, entry in self.store.load().items():
-            self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
+            if not pulled(entry):  # CrowdSec's bans are the kernel's alone (see crowdsec/)
+                self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
         self._store_mtime = self.store.mtime()
         log.info("restored %d bans (%d in the kernel sets)", len(self.bans.active), len(kernel))
 
@@ -146,12 +152,15 @@ class Daemon:
             self.source.close()
             raise
         self.enforcer.start(first=self.restore)
+        self.crowdsec.start()  # after restore: both touch the sets and the state file
         handle_signals(self._on_stop, self._on_hup)
         log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
             self._loop()
         finally:
             self.source.close()
+            self.crowdsec.stop()
+            self.crowdsec.tick(self.enforcer.call)  # the last second's bans into the queue
             self.enforcer.stop()
             self.eve.close()
             if self.metrics_server is not None:
@@ -180,6 +189,7 @@ class Daemon:
     def _housekeeping(self, now: float) -> None:
         self.engine.expire(now)  # a full sweep scans every table: only when due
         self.sink.tick()
+        self.crowdsec.tick(self.enforcer.call)
         if self.report is not None:
             self._report()
         mtime = self.store.mtime()
@@ -187,7 +197,7 @@ class Daemon:
             if mtime != self._store_mtime:  # `ips-inline ban/unban` changed it
                 self._store_mtime = mtime
                 banned = {raw_ip(ip): e["expires"] for ip, e in self.store.load().items()
-                          if e["expires"] > now}
+                          if e["expires"] > now and not pulled(e)}
                 self.bans.sync(banned, now)
             if now >= self._next_prune:
                 self._next_prune = now + PRUNE_EVERY
@@ -214,6 +224,9 @@ class Daemon:
         if cfg.live != self.cfg.live:
             log.warning("config reload: [live] changes need a restart; applying the rest")
             cfg.live = self.cfg.live
+        if cfg.crowdsec != self.cfg.crowdsec:
+            log.warning("config reload: [crowdsec] changes need a restart; applying the rest")
+            cfg.crowdsec = self.cfg.crowdsec
         self.cfg = cfg
         self.engine.reconfigure(cfg)
         if self.warmer is not None:
@@ -232,7 +245,7 @@ def preflight(cfg: Config) -> None:
     if not has_net_admin():
         raise DaemonError("needs root or CAP_NET_ADMIN to bind NFQUEUE and manage ipsets")
     try:
-        installed = RuleSet(cfg.live, cfg.engine.whitelist).installed()
+        installed = RuleSet(cfg.live, cfg.engine.whitelist, net_sets=net_sets(cfg)).installed()
     except RuleError as exc:
         raise DaemonError(str(exc)) from None
     if not installed:
