@@ -128,13 +128,14 @@ def host_only(value: bytes) -> bytes:
 class HttpBuffers:
     """The buffers of one request; `get(name)` is None for an absent buffer."""
 
-    __slots__ = ("_req", "_cache", "_headers", "_lower")
+    __slots__ = ("_req", "_cache", "_headers", "_by_name", "_lower")
 
     def __init__(self, req: RequestView) -> None:
         self._req = req
         self._cache: dict[str, bytes | None] = {}
         self._lower: dict[str, bytes | None] = {}
         self._headers: list[tuple[bytes, bytes]] | None = None
+        self._by_name: dict[bytes, list[bytes]] = {}
 
     def get(self, name: str) -> bytes | None:
         try:
@@ -155,10 +156,13 @@ class HttpBuffers:
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self._headers is None:
             self._headers = [(to_bytes(n), to_bytes(v)) for n, v in self._req.headers]
+            for name, value in self._headers:
+                self._by_name.setdefault(name.lower(), []).append(value)
         return self._headers
 
     def values(self, lname: bytes) -> list[bytes]:
-        return [v for n, v in self.headers() if n.lower() == lname]
+        self.headers()
+        return self._by_name.get(lname, [])
 
     def joined(self, lname: bytes) -> bytes | None:
         vals = self.values(lname)

@@ -95,6 +95,9 @@ class _Index:
                 self.by_port.setdefault((proto, port), []).append(rid)
         return True
 
+    def __bool__(self) -> bool:
+        return bool(self.always or self.by_port or self.prefilters)
+
     def candidates(self, bufs: Buffers, pkt: PacketView) -> list[int]:
         out: set[int] = set(self.always)
         if self.by_port and pkt.proto in _PORTED:
@@ -161,7 +164,7 @@ class RuleSet:
     # -- evaluation ----------------------------------------------------------
     def _passed(self, index: _Index, pkt: PacketView, flow: FlowView | None, bufs: Buffers,
                 http: bool) -> bool:
-        return any(self._matches(self.rules[rid], pkt, flow, bufs, http)
+        return bool(index) and any(self._matches(self.rules[rid], pkt, flow, bufs, http)
                    for rid in index.candidates(bufs, pkt))
 
     def _run(self, cands: Iterable[int], pkt: PacketView, flow: FlowView | None,
