@@ -79,7 +79,8 @@ CASES: dict[int, tuple[Req, Req]] = {
                   "POST", body=b"<?php system('id'); ?>"),
               req("/docs/php-ini?setting=allow_url_include")),
     1100221: (req("/index.php?-s"), req("/list?-sort")),
-    1100230: (req("/app?class.module.classLoader.resources.context.parent.pipeline.first.pattern=x"),
+    1100230: (req("/app?class.module.classLoader.resources.context.parent.pipeline.first"
+                  ".pattern=x"),
               req("/docs/java/classloader-module-guide")),
     1100231: (req("/app", "POST", body=b"class%2Emodule%2EclassLoader.resources.context.parent"
                   b".pipeline.first.suffix=.jsp"),
@@ -106,7 +107,8 @@ CASES: dict[int, tuple[Req, Req]] = {
               req("/blog/php-call_user_func-explained")),
     1100249: (req("/_ignition/execute-solution", "POST", body=b'{"solution":"x"}'),
               req("/_ignition/health-check")),
-    1100250: (req("/GponForm/diag_Form?images/", "POST", body=b"XWebPageName=diag&diag_action=ping"),
+    1100250: (req("/GponForm/diag_Form?images/", "POST",
+                  body=b"XWebPageName=diag&diag_action=ping"),
               req("/gpon/faq")),
     1100251: (req("/remote/fgt_lang?lang=/../../../..//////////dev/cmdb/sslvpn_websession"),
               req("/remote/fgt_lang?lang=en")),
@@ -128,7 +130,8 @@ CASES: dict[int, tuple[Req, Req]] = {
               req("/api/v1/totp/user-backup-code")),
     1100258: (req("/SDK/webLanguage", "PUT", body=b"<?xml version=\"1.0\"?><language>$(id>webLib/x)"
                   b"</language>"),
-              req("/SDK/webLanguage", "PUT", body=b"<?xml version=\"1.0\"?><language>en</language>")),
+              req("/SDK/webLanguage", "PUT",
+                  body=b"<?xml version=\"1.0\"?><language>en</language>")),
     1100259: (req("/cgi-bin/luci/;stok=/locale?form=country&operation=write&country=$(id)"),
               req("/cgi-bin/luci/")),
 }
