@@ -133,12 +133,30 @@ def _find(it: Content, buf: bytes, lbuf: bytes, start: int, stop: int) -> int:
     return hay.find(needle, start, stop)
 
 
-def _search(it: Pcre, buf: bytes, start: int) -> Any:
+class _Span:
+    """A match's span in the whole buffer."""
+
+    __slots__ = ("_start", "_end")
+
+    def __init__(self, start: int, end: int) -> None:
+        self._start, self._end = start, end
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+
+def _search(it: Pcre, buf: bytes, start: int) -> _Span | None:
+    """Suricata runs a relative pcre on the rest of the buffer, so `^` and /A
+    anchor at the previous match; an absolute one on the whole buffer."""
+    subject = buf[start:] if start else buf
     fn = it.regex.match if it.anchored else it.regex.search
-    m = fn(buf, start)
-    if m is None and it.eol_retry and buf.endswith(b"\n") and start < len(buf):
-        m = fn(buf[:-1], start)
-    return m
+    m = fn(subject)
+    if m is None and it.eol_retry and subject.endswith(b"\n"):
+        m = fn(subject[:-1])
+    return None if m is None else _Span(m.start() + start, m.end() + start)
 
 
 def chain(items: list[Item], buf: bytes, lbuf: bytes, budget: Budget) -> bool:
@@ -202,14 +220,22 @@ def _retry_content(items: list[Item], i: int, it: Content, buf: bytes, lbuf: byt
     return False
 
 
-def _retry_pcre(items: list[Item], i: int, it: Pcre, buf: bytes, lbuf: bytes, m: Any,
+def _next(it: Pcre, buf: bytes, pos: int) -> _Span | None:
+    """The next match starting at or after `pos`, with the whole buffer as context."""
+    m = it.regex.search(buf, pos)
+    if m is None and it.eol_retry and buf.endswith(b"\n") and pos < len(buf):
+        m = it.regex.search(buf[:-1], pos)
+    return None if m is None else _Span(m.start(), m.end())
+
+
+def _retry_pcre(items: list[Item], i: int, it: Pcre, buf: bytes, lbuf: bytes, m: _Span,
                 budget: Budget) -> bool:
     for _ in range(PCRE_RETRIES):
         if _chain(items, i + 1, buf, lbuf, m.end(), budget):
             return True
         if it.anchored or m.start() + 1 > len(buf) or not budget.take():
             return False
-        m = _search(it, buf, m.start() + 1)
+        m = _next(it, buf, m.start() + 1)
         if m is None:
             return False
     return False
