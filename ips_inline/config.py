@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .enforce.addr import parse_network
+from .rules.vars import DEFAULT_HOME_NET, DEFAULT_HTTP_PORTS, Variables, VarError
 
 DETECTOR_NAMES = (
     "icmp_flood",
@@ -116,11 +117,28 @@ class MetricsConfig:
 
 
 @dataclass
+class RulesConfig:
+    """The `rules` detector's rule files and Suricata variables (ips_inline/rules/)."""
+
+    files: list[str] = field(default_factory=list)  # globs, expanded at (re)load
+    default: bool = True  # also load the shipped ruleset
+    # $HOME_NET: Suricata's default private ranges plus IPv6 ULA. On a server with
+    # a public address set it to that address, or $EXTERNAL_NET rules see everyone.
+    home_net: list[str] = field(default_factory=lambda: list(DEFAULT_HOME_NET))
+    external_net: list[str] = field(default_factory=lambda: ["!$HOME_NET"])
+    http_ports: list[str] = field(default_factory=lambda: list(DEFAULT_HTTP_PORTS))
+    ssh_ports: list[str] = field(default_factory=lambda: ["22"])
+    vars: list[str] = field(default_factory=list)  # more groups, "NAME=VALUE"
+    max_tracked: int = 65536  # threshold/detection_filter keys held
+
+
+@dataclass
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     bans: BanConfig = field(default_factory=BanConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     detectors: dict[str, DetectorConfig] = field(default_factory=_detector_defaults)
 
 
@@ -151,7 +169,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
-_SECTIONS = ("engine", "bans", "live", "metrics")
+_SECTIONS = ("engine", "bans", "live", "metrics", "rules")
 
 
 def _load_detectors(raw: Any) -> dict[str, DetectorConfig]:
@@ -226,6 +244,31 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key metrics.port must be 1..65535")
     if not 1 <= cfg.metrics.latency_sample <= 65536:
         raise ConfigError("config key metrics.latency_sample must be 1..65536")
+    _validate_rules(cfg.rules)
+
+
+def rule_variables(rules: RulesConfig) -> Variables:
+    """The [rules] variables, compiled; VarError names the bad one."""
+    return Variables.build(home_net=rules.home_net, external_net=rules.external_net,
+                           http_ports=rules.http_ports, ssh_ports=rules.ssh_ports,
+                           extra=rules.vars)
+
+
+_RULE_VAR_KEYS = {"$HOME_NET": "home_net", "$EXTERNAL_NET": "external_net",
+                  "$HTTP_PORTS": "http_ports", "$SSH_PORTS": "ssh_ports"}
+
+
+def _validate_rules(rules: RulesConfig) -> None:
+    _positive(rules, "rules")
+    for key in _RULE_VAR_KEYS.values():
+        if not getattr(rules, key):
+            raise ConfigError(f"config key rules.{key} must not be empty")
+    try:
+        rule_variables(rules)
+    except VarError as exc:
+        name = str(exc).partition(":")[0]
+        key = _RULE_VAR_KEYS.get(name, "vars")
+        raise ConfigError(f"config key rules.{key}: {exc}") from None
 
 
 _ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))

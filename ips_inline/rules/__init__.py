@@ -8,6 +8,7 @@ Protocols in views.py and nothing else of the engine.
 
 from __future__ import annotations
 
+import glob
 import logging
 from pathlib import Path
 
@@ -18,12 +19,25 @@ from .vars import VarError, Variables
 from .views import FlowView, PacketView, RequestView
 
 __all__ = ["DEFAULT_RULES", "FlowView", "Hit", "PacketView", "RequestView", "Rule",
-           "RuleFileError", "RuleSet", "Skipped", "VarError", "Variables", "load", "load_file"]
+           "RuleFileError", "RuleSet", "Skipped", "VarError", "Variables", "expand", "load",
+           "load_file"]
 
 DEFAULT_RULES = Path(__file__).with_name("default.rules")
 MAX_FILE_BYTES = 64 << 20  # a rule file larger than this is refused, not read into memory
 
 log = logging.getLogger("ips_inline.rules")
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """rules.files: each glob's matches, sorted, in the order of the patterns; a
+    pattern that matches nothing is an error (a typo would drop rules silently)."""
+    out: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            raise RuleFileError(f"{pattern}: no rule file matches")
+        out += [f for f in found if f not in out]
+    return out
 
 
 def load_file(path: str | Path, variables: Variables) -> tuple[list[Rule], list[Skipped]]:

@@ -486,7 +486,7 @@ def _apply(b: _Builder, name: str, value: str | None) -> None:  # noqa: C901 - o
     elif name == "noalert":
         o["noalert"] = True
     elif name not in IGNORED:
-        raise Unsupported(f"keyword {name}")
+        raise Unsupported(f"unsupported keyword {name}")
 
 
 def _fast_pattern(items: list[Item]) -> Content | None:
@@ -522,7 +522,7 @@ def parse_rule(text: str, variables: Variables, file: str, line: int) -> Rule:
         raise Invalid(f"unknown action {action_s!r}")
     proto_l = proto_s.lower()
     if proto_l in OTHER_PROTOS:
-        raise Unsupported(f"protocol {proto_s}")
+        raise Unsupported(f"unsupported protocol {proto_s}")
     if proto_l not in PROTOS:
         raise Invalid(f"unknown protocol {proto_s!r}")
     if direction not in ("->", "<>"):

@@ -35,9 +35,14 @@ class Prefilter:
             exprs = [p for p, _ in ids]
             flags = [hyperscan.HS_FLAG_SINGLEMATCH
                      | (hyperscan.HS_FLAG_CASELESS if nocase else 0) for _, nocase in ids]
+            # The binding passes literals as C strings: one with a NUL byte would
+            # end there, so such a set is compiled as escaped expressions instead.
+            literal = not any(b"\0" in e for e in exprs)
+            if not literal:
+                exprs = [_escape(e) for e in exprs]
             self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             self._db.compile(expressions=exprs, ids=list(range(len(exprs))),
-                             elements=len(exprs), flags=flags, literal=True)
+                             elements=len(exprs), flags=flags, literal=literal)
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -51,6 +56,11 @@ class Prefilter:
         owners = self._owners
         for pid in found:
             out.update(owners[pid])
+
+
+def _escape(literal: bytes) -> bytes:
+    return b"".join(bytes((c,)) if chr(c).isalnum() and c < 128 else b"\\x%02x" % c
+                    for c in literal)
 
 
 def _collect(pid: int, _start: int, _end: int, _flags: int, found: list[int]) -> None:

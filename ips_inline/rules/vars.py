@@ -198,14 +198,14 @@ class Variables:
                 raise VarError(f"variable {item!r} is not NAME=VALUE")
             group = out.ports if name.endswith(("_PORT", "_PORTS")) else out.addresses
             group[name] = value
-        for name, value in out.addresses.items():
+        first = ("HOME_NET", "EXTERNAL_NET", "HTTP_PORTS", "SSH_PORTS")  # errors name them
+        for name in sorted(out.addresses.keys() | out.ports.keys(),
+                           key=lambda n: (n not in first, first.index(n) if n in first else 0)):
             try:
-                out.address(value)
-            except VarError as exc:
-                raise VarError(f"${name}: {exc}") from None
-        for name, value in out.ports.items():
-            try:
-                out.port(value)
+                if name in out.addresses:
+                    out.address(out.addresses[name])
+                else:
+                    out.port(out.ports[name])
             except VarError as exc:
                 raise VarError(f"${name}: {exc}") from None
         return out
