@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .enforce.addr import parse_network
-from .rules.vars import DEFAULT_HOME_NET, DEFAULT_HTTP_PORTS, Variables, VarError
+from .rules.vars import DEFAULT_HOME_NET, DEFAULT_HTTP_PORTS, VarError, Variables
 
 DETECTOR_NAMES = (
     "icmp_flood",
