@@ -146,10 +146,11 @@ def split_header(text: str) -> list[str]:
 
 
 def split_options(body: str) -> list[tuple[str, str | None]]:
-    """`name:value;` pairs; `;` inside quotes or after a backslash does not end one."""
+    """`name:value;` pairs. As in Suricata, only a backslash keeps a `;` from
+    ending an option, inside quotes too: `msg:"a;b"` is an error there and here."""
     out: list[tuple[str, str | None]] = []
     cur: list[str] = []
-    quoted = escaped = False
+    escaped = False
     for ch in body:
         if escaped:
             cur.append(ch)
@@ -159,15 +160,11 @@ def split_options(body: str) -> list[tuple[str, str | None]]:
             cur.append(ch)
             escaped = True
             continue
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
+        if ch == ";":
             _add_option("".join(cur), out)
             cur = []
             continue
         cur.append(ch)
-    if quoted:
-        raise Invalid("unterminated quoted string in the options")
     if "".join(cur).strip():
         raise Invalid(f"option {''.join(cur).strip()!r} is not terminated by ';'")
     return out
