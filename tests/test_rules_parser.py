@@ -99,7 +99,7 @@ def test_comments_blank_lines_and_continuations(tmp_path: Path) -> None:
     ('alert tcp any 70000 -> any any (sid:1;)', "bad port"),
     ('alert tcp [1.2.3.4 any -> any any (sid:1;)', "unbalanced"),
     ('alert tcp any any -> any any (msg:"x; sid:1;)', "quoted string"),
-    ('alert tcp any any -> any any (msg:"a;b"; sid:1;)', "quoted string"),  # as Suricata
+    ('alert tcp any any -> any any (msg:"a;b"; sid:1;)', "bad option name"),  # as Suricata
     ('alert tcp any any -> any any (msg:"x"; sid:1)', "not terminated"),
     ('alert tcp any any -> any any (content:"a"; depth:x; sid:1;)', "depth needs an integer"),
     ('alert tcp any any -> any any (content:"abc"; depth:2; sid:1;)', "shorter than"),
