@@ -224,3 +224,16 @@ def test_login_form_brute_force_and_a_normal_login() -> None:
     assert http_hits(rs, req("/account/login", "POST"), Pkt(src=ip("203.0.113.99")),
                      now=31.0) == []
     assert http_hits(rs, req("/blog/login-page-design", "POST"), now=32.0) == []
+
+
+@pytest.mark.parametrize(("sid", "target"), [
+    (1100220, "/index.php?-d+allow_url_include%3d1+-d+auto_prepend_file%3dphp://input"),
+    (1100220, "/index.php?%2dd+allow_url_include%3d1+%2dd+auto_prepend_file%3dphp://input"),
+    (1100221, "/index.php?%2ds"),
+    (1100221, "/index.php?%ADs"),
+    (1100240, "/icons/.%2e/%2e%2e/%2e%2e/etc/passwd"),
+    (1100050, "/api/.env.production"),
+    (1100051, "/.git-credentials"),
+])
+def test_attack_variants(sid: int, target: str) -> None:
+    assert sid in sids(http_hits(RS, req(target)))
