@@ -79,6 +79,7 @@ CASES: dict[int, tuple[Req, Req]] = {
                   "POST", body=b"<?php system('id'); ?>"),
               req("/docs/php-ini?setting=allow_url_include")),
     1100221: (req("/index.php?-s"), req("/list?-sort")),
+    1100222: (req("/index.php?%ADs"), req("/list?%ADsort")),
     1100230: (req("/app?class.module.classLoader.resources.context.parent.pipeline.first"
                   ".pattern=x"),
               req("/docs/java/classloader-module-guide")),
@@ -230,7 +231,7 @@ def test_login_form_brute_force_and_a_normal_login() -> None:
     (1100220, "/index.php?-d+allow_url_include%3d1+-d+auto_prepend_file%3dphp://input"),
     (1100220, "/index.php?%2dd+allow_url_include%3d1+%2dd+auto_prepend_file%3dphp://input"),
     (1100221, "/index.php?%2ds"),
-    (1100221, "/index.php?%ADs"),
+    (1100222, "/php-cgi/php-cgi.exe?%ads"),
     (1100240, "/icons/.%2e/%2e%2e/%2e%2e/etc/passwd"),
     (1100050, "/api/.env.production"),
     (1100051, "/.git-credentials"),
