@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from .enforce.addr import parse_network
+from .rules.vars import DEFAULT_HOME_NET, DEFAULT_HTTP_PORTS, VarError, Variables
 
 DETECTOR_NAMES = (
     "icmp_flood",
@@ -176,12 +177,29 @@ class CrowdsecConfig:
 
 
 @dataclass
+class RulesConfig:
+    """The `rules` detector's rule files and Suricata variables (ips_inline/rules/)."""
+
+    files: list[str] = field(default_factory=list)  # globs, expanded at (re)load
+    default: bool = True  # also load the shipped ruleset
+    # $HOME_NET: Suricata's default private ranges plus IPv6 ULA. On a server with
+    # a public address set it to that address, or $EXTERNAL_NET rules see everyone.
+    home_net: list[str] = field(default_factory=lambda: list(DEFAULT_HOME_NET))
+    external_net: list[str] = field(default_factory=lambda: ["!$HOME_NET"])
+    http_ports: list[str] = field(default_factory=lambda: list(DEFAULT_HTTP_PORTS))
+    ssh_ports: list[str] = field(default_factory=lambda: ["22"])
+    vars: list[str] = field(default_factory=list)  # more groups, "NAME=VALUE"
+    max_tracked: int = 65536  # threshold/detection_filter keys held
+
+
+@dataclass
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     bans: BanConfig = field(default_factory=BanConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eve: EveConfig = field(default_factory=EveConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     detectors: dict[str, DetectorConfig] = field(default_factory=_detector_defaults)
     crowdsec: CrowdsecConfig = field(default_factory=CrowdsecConfig)
 
@@ -215,7 +233,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
-_SECTIONS = ("engine", "bans", "live", "metrics", "eve", "crowdsec")
+_SECTIONS = ("engine", "bans", "live", "metrics", "eve", "crowdsec", "rules")
 
 
 def _load_detectors(raw: Any) -> dict[str, DetectorConfig]:
@@ -293,6 +311,7 @@ def validate(cfg: Config) -> None:
     if not 1 <= cfg.eve.payload_max <= 65536:
         raise ConfigError("config key eve.payload_max must be 1..65536 (eve.payload = false: none)")
     _validate_crowdsec(cfg)
+    _validate_rules(cfg.rules)
 
 
 def _marks(live: LiveConfig) -> None:
@@ -373,6 +392,30 @@ def _crowdsec_sets(cfg: Config) -> None:
     if len({*names, cfg.live.set_v4, cfg.live.set_v6}) != 4:
         raise ConfigError("config keys crowdsec.net_set_v4/net_set_v6 must differ from each "
                           "other and from the live.set_v4/set_v6 ban sets")
+
+
+def rule_variables(rules: RulesConfig) -> Variables:
+    """The [rules] variables, compiled; VarError names the bad one."""
+    return Variables.build(home_net=rules.home_net, external_net=rules.external_net,
+                           http_ports=rules.http_ports, ssh_ports=rules.ssh_ports,
+                           extra=rules.vars)
+
+
+_RULE_VAR_KEYS = {"$HOME_NET": "home_net", "$EXTERNAL_NET": "external_net",
+                  "$HTTP_PORTS": "http_ports", "$SSH_PORTS": "ssh_ports"}
+
+
+def _validate_rules(rules: RulesConfig) -> None:
+    _positive(rules, "rules")
+    for key in _RULE_VAR_KEYS.values():
+        if not getattr(rules, key):
+            raise ConfigError(f"config key rules.{key} must not be empty")
+    try:
+        rule_variables(rules)
+    except VarError as exc:
+        name = str(exc).partition(":")[0]
+        key = _RULE_VAR_KEYS.get(name, "vars")
+        raise ConfigError(f"config key rules.{key}: {exc}") from None
 
 
 _ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))
