@@ -27,8 +27,14 @@ DETECTOR_NAMES = (
     "xss",
     "path_traversal",
     "cmd_injection",
+    "rules",
+    "brute_force",
 )
 PAYLOAD_DETECTORS = ("sqli", "xss", "path_traversal", "cmd_injection")
+# brute_force's default services: FTP, SSH, telnet, POP3, IMAP, SMTP submission,
+# IMAPS, POP3S, MySQL, RDP, PostgreSQL, VNC.
+BRUTE_FORCE_PORTS = ["21", "22", "23", "110", "143", "587", "993", "995", "3306", "3389",
+                     "5432", "5900"]
 IPSET_MAX_TIMEOUT = 2147483  # ipset 7.17 rejects larger per-entry timeouts (measured here)
 
 
@@ -44,6 +50,9 @@ class DetectorConfig:
     window: float = 1.0  # seconds
     ban_after: int = 1  # offences within bans.offence_window that escalate to a ban
     half_open_threshold: int = 0  # syn_flood only: half-open connections per source
+    # brute_force only: "PORTS[:THRESHOLD[/WINDOW]]" entries, PORTS a port, a range
+    # a-b or a comma list; without THRESHOLD/WINDOW the detector's own apply.
+    ports: list[str] = field(default_factory=list)
 
 
 def _detector_defaults() -> dict[str, DetectorConfig]:
@@ -58,6 +67,12 @@ def _detector_defaults() -> dict[str, DetectorConfig]:
         "fin_scan": DetectorConfig(threshold=5, window=5.0),
         "xmas_scan": DetectorConfig(threshold=5, window=5.0),
         **payload,
+        # Rules: each hit's action decides (alert logs, drop/reject drop); ban_after
+        # counts drop hits on connections whose handshake the kernel proved.
+        "rules": DetectorConfig(ban_after=3),
+        # New connections per source to one port, handshake proven by the kernel.
+        "brute_force": DetectorConfig(threshold=10, window=60.0,
+                                      ports=list(BRUTE_FORCE_PORTS)),
     }
 
 
@@ -312,6 +327,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key eve.payload_max must be 1..65536 (eve.payload = false: none)")
     _validate_crowdsec(cfg)
     _validate_rules(cfg.rules)
+    _validate_brute_force(cfg.detectors["brute_force"])
 
 
 def _marks(live: LiveConfig) -> None:
@@ -392,6 +408,15 @@ def _crowdsec_sets(cfg: Config) -> None:
     if len({*names, cfg.live.set_v4, cfg.live.set_v6}) != 4:
         raise ConfigError("config keys crowdsec.net_set_v4/net_set_v6 must differ from each "
                           "other and from the live.set_v4/set_v6 ban sets")
+
+
+def _validate_brute_force(det: DetectorConfig) -> None:
+    from .detectors.brute_force import parse_ports  # detectors import this module
+
+    try:
+        parse_ports(det.ports, det.threshold or 1, det.window)
+    except ValueError as exc:
+        raise ConfigError(f"config key detectors.brute_force.ports: {exc}") from None
 
 
 def rule_variables(rules: RulesConfig) -> Variables:

@@ -22,12 +22,13 @@ from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
 from .crowdsec import Link, net_sets
 from .crowdsec.state import pulled
+from .detectors import load_rules
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .enforce.iptables import RuleError, RuleSet
 from .enforce.live import BanFailures, LiveEnforcer
 from .enforce.store import BanStore, StoreError
 from .engine import Engine
-from .errors import DaemonError
+from .errors import DaemonError, UserError
 from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
@@ -93,7 +94,7 @@ class Daemon:
         self.source = QueueSource(self.queue_num, live.queue_maxlen, live.fail_open,
                                   live.sock_rcvbuf,
                                   wait_max=min(WAIT_MAX, live.warm_interval or WAIT_MAX))
-        self.warmer = Warmer(cfg) if live.warm_interval else None
+        self.warmer = Warmer(cfg, self.engine.ruleset) if live.warm_interval else None
         self._store_mtime = 0.0
         self._next_prune = 0.0
         self.metrics_server = None
@@ -227,10 +228,16 @@ class Daemon:
         if cfg.crowdsec != self.cfg.crowdsec:
             log.warning("config reload: [crowdsec] changes need a restart; applying the rest")
             cfg.crowdsec = self.cfg.crowdsec
+        try:
+            ruleset = load_rules(cfg, self.engine.ruleset)
+        except UserError as exc:  # a rule file that does not parse (file:line: why)
+            self.reloads["failure"] += 1
+            log.error("config reload rejected, keeping the old config and rules: %s", exc)
+            return
         self.cfg = cfg
-        self.engine.reconfigure(cfg)
+        self.engine.reconfigure(cfg, ruleset)
         if self.warmer is not None:
-            self.warmer.reconfigure(cfg)
+            self.warmer.reconfigure(cfg, ruleset)
         self.reloads["success"] += 1
         log.info("config reloaded from %s", self.cfg_path or "built-in defaults")
 

@@ -136,7 +136,7 @@ CASES: dict[int, tuple[Req, Req]] = {
     1100259: (req("/cgi-bin/luci/;stok=/locale?form=country&operation=write&country=$(id)"),
               req("/cgi-bin/luci/")),
 }
-RATE_RULES = {1100150, 1100151, 1100153}  # tested below, with sequences
+RATE_RULES = {1100151, 1100153}  # tested below, with sequences
 
 
 def test_every_shipped_rule_loads_and_is_tested() -> None:
@@ -193,15 +193,11 @@ def test_shipped_hits_carry_the_rule_fields() -> None:
     assert hit.msg.startswith("IPS-INLINE EXPLOIT Log4Shell")
 
 
-def test_ssh_brute_force_drops_past_ten_syns_a_minute() -> None:
+def test_no_shipped_rule_bans_on_bare_syns() -> None:
+    """SYNs can be forged in anyone's name: connection-rate brute force is the
+    brute_force detector's (kernel-proven handshakes), not a rule's."""
     attacker = Pkt(dport=22, flags=0x02, src=ip("198.51.100.9"))
-    got = [RS.match_packet(attacker, None, float(t)) for t in range(12)]
-    assert [sids(h) for h in got[:10]] == [[]] * 10
-    assert sids(got[10]) == [1100150] and got[10][0].action == "drop"
-    other = Pkt(dport=22, flags=0x02, src=ip("198.51.100.10"))
-    assert RS.match_packet(other, None, 11.0) == []  # tracked by source
-    assert RS.match_packet(Pkt(dport=22, flags=0x12, src=ip("198.51.100.9")), None, 12.0) == []
-
+    assert all(RS.match_packet(attacker, None, float(t)) == [] for t in range(50))
 
 def test_ssh_logins_at_a_human_pace_pass() -> None:
     rs = load([], True, Variables.build())

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..enforce.addr import parse_ip
-from ..eve import EventSink
+from ..eve import EventSink, detector_of
 from . import state
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class EvidenceTap:
         self._lock = threading.Lock()  # flush() runs in another thread
         self.lost = 0
 
+    def wants(self, event_type: str) -> bool:
+        return self.inner.wants(event_type)
+
     def emit(self, record: dict[str, Any]) -> None:
         self.inner.emit(record)
         kind = record.get("event_type")
@@ -43,22 +46,23 @@ class EvidenceTap:
             self._ban(record)
 
     def _note(self, record: dict[str, Any]) -> None:
-        key = (record.get("src_ip", ""), record.get("detector", ""))
+        key = (record.get("src_ip", ""), detector_of(record) or "")
         _sig, seen = self._seen.pop(key, ("", 0))
         self._seen[key] = (str(record["alert"].get("signature", "")), seen + 1)
         if len(self._seen) > MAX_SOURCES:
             self._seen.popitem(last=False)
 
     def _ban(self, record: dict[str, Any]) -> None:
-        raw_ip, detector = record.get("src_ip", ""), record.get("detector", "")
+        raw_ip, detector = record.get("src_ip", ""), detector_of(record) or ""
+        ban = record.get("ban") if isinstance(record.get("ban"), dict) else record
         signature, seen = self._seen.pop((raw_ip, detector), ("", 0))
         try:
             ip = parse_ip(raw_ip)  # the state file keeps canonical addresses only
         except ValueError:
             return
-        now, duration = self.clock(), int(record.get("duration", 0))
+        now, duration = self.clock(), int(ban.get("duration", 0))
         item = {"op": "ban", "ip": ip, "detector": detector, "signature": signature,
-                "alerts": max(1, seen), "count": int(record.get("count", 1)),
+                "alerts": max(1, seen), "count": int(ban.get("count", 1)),
                 "duration": duration, "at": round(now, 3), "until": round(now + duration, 3)}
         with self._lock:
             if len(self._waiting) >= MAX_WAITING:

@@ -55,6 +55,8 @@ def track_key(spec: ThresholdSpec, t: Tuple5) -> tuple:
 
 
 class ThresholdTable:
+    name = "rules_threshold"  # in ips_inline_state_evictions_total{table}
+
     def __init__(self, max_entries: int = 65536) -> None:
         self.max_entries = max_entries
         self.evictions = 0
