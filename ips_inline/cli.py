@@ -40,6 +40,29 @@ def _check_config(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _check_rules(args: argparse.Namespace, cfg: Config) -> int:
+    from .config import rule_variables
+    from .rules import RuleFileError, expand, load
+
+    logging.getLogger("ips_inline.rules").setLevel(logging.ERROR)  # printed below instead
+    try:
+        files = expand(args.files)
+        rs = load(files, args.default, rule_variables(cfg.rules), cfg.rules.max_tracked)
+    except RuleFileError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    sources = sorted({r.file for r in rs.rules} | {s.file for s in rs.skipped},
+                     key=lambda f: (f not in files, files.index(f) if f in files else 0, f))
+    for name in sources:
+        loaded = sum(1 for r in rs.rules if r.file == name)
+        skipped = [s for s in rs.skipped if s.file == name]
+        print(f"{name}: {loaded} loaded, {len(skipped)} skipped")
+        for s in skipped:
+            print(f"  {s.file}:{s.line} sid {s.sid if s.sid is not None else '?'}: {s.reason}")
+    print(f"total: {rs.loaded} loaded, {len(rs.skipped)} skipped")
+    return 0
+
+
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     from .daemon import run
 
@@ -112,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--eve", help="write EVE records here instead of stdout")
     c = _command(sub, "check-config", _check_config, "validate a config file")
     c.add_argument("file")
+    cr = _command(sub, "check-rules", _check_rules, "load rule files and report what loads")
+    cr.add_argument("files", nargs="+", metavar="FILE")
+    cr.add_argument("--default", action="store_true", help="also load the shipped ruleset")
     _command(sub, "install-rules", _install, "install the iptables chain and ban sets")
     u = _command(sub, "uninstall-rules", _uninstall, "remove what install-rules added")
     u.add_argument("--destroy-sets", action="store_true", help="also destroy the ban sets")

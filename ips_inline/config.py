@@ -6,12 +6,15 @@ ConfigError naming the key, so `check-config` and the daemon fail in one line.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from .enforce.addr import parse_network
+from .rules.vars import DEFAULT_HOME_NET, DEFAULT_HTTP_PORTS, VarError, Variables
 
 DETECTOR_NAMES = (
     "icmp_flood",
@@ -24,8 +27,14 @@ DETECTOR_NAMES = (
     "xss",
     "path_traversal",
     "cmd_injection",
+    "rules",
+    "brute_force",
 )
 PAYLOAD_DETECTORS = ("sqli", "xss", "path_traversal", "cmd_injection")
+# brute_force's default services: FTP, SSH, telnet, POP3, IMAP, SMTP submission,
+# IMAPS, POP3S, MySQL, RDP, PostgreSQL, VNC.
+BRUTE_FORCE_PORTS = ["21", "22", "23", "110", "143", "587", "993", "995", "3306", "3389",
+                     "5432", "5900"]
 IPSET_MAX_TIMEOUT = 2147483  # ipset 7.17 rejects larger per-entry timeouts (measured here)
 
 
@@ -41,6 +50,9 @@ class DetectorConfig:
     window: float = 1.0  # seconds
     ban_after: int = 1  # offences within bans.offence_window that escalate to a ban
     half_open_threshold: int = 0  # syn_flood only: half-open connections per source
+    # brute_force only: "PORTS[:THRESHOLD[/WINDOW]]" entries, PORTS a port, a range
+    # a-b or a comma list; without THRESHOLD/WINDOW the detector's own apply.
+    ports: list[str] = field(default_factory=list)
 
 
 def _detector_defaults() -> dict[str, DetectorConfig]:
@@ -55,6 +67,12 @@ def _detector_defaults() -> dict[str, DetectorConfig]:
         "fin_scan": DetectorConfig(threshold=5, window=5.0),
         "xmas_scan": DetectorConfig(threshold=5, window=5.0),
         **payload,
+        # Rules: each hit's action decides (alert logs, drop/reject drop); ban_after
+        # counts drop hits on connections whose handshake the kernel proved.
+        "rules": DetectorConfig(ban_after=3),
+        # New connections per source to one port, handshake proven by the kernel.
+        "brute_force": DetectorConfig(threshold=10, window=60.0,
+                                      ports=list(BRUTE_FORCE_PORTS)),
     }
 
 
@@ -144,13 +162,61 @@ class EveConfig:
 
 
 @dataclass
+class CrowdsecConfig:
+    """CrowdSec's Local API (crowdsec/): pull its decisions as a bouncer, push
+    our bans as a watcher. Empty lapi_url = not connected."""
+
+    lapi_url: str = ""  # e.g. "http://10.0.0.5:8080"
+    api_key: str = field(default="", repr=False)  # bouncer key: `cscli bouncers add`
+    api_key_file: str = ""  # or a file holding it
+    machine_id: str = ""  # watcher login: `cscli machines add`; empty = do not push
+    password: str = field(default="", repr=False)
+    password_file: str = ""
+    ca_file: str = ""  # CA bundle for an https lapi_url with a private CA
+    poll_interval: float = 10.0  # seconds between decision pulls
+    timeout: float = 5.0  # seconds one LAPI request may take in all
+    retry_max: float = 60.0  # longest back-off between retries while LAPI fails
+    net_set_v4: str = "ips_inline_net4"  # hash:net sets for Range decisions
+    net_set_v6: str = "ips_inline_net6"
+    max_decisions: int = 65536  # decisions held at most; more are rejected and counted
+    max_response_bytes: int = 32 << 20  # a larger LAPI answer is rejected
+    push_queue_max: int = 1024  # bans waiting for LAPI; the oldest are dropped (counted)
+
+    @property
+    def bouncer(self) -> bool:
+        return bool(self.lapi_url and (self.api_key or self.api_key_file))
+
+    @property
+    def watcher(self) -> bool:
+        return bool(self.lapi_url and self.machine_id)
+
+
+@dataclass
+class RulesConfig:
+    """The `rules` detector's rule files and Suricata variables (ips_inline/rules/)."""
+
+    files: list[str] = field(default_factory=list)  # globs, expanded at (re)load
+    default: bool = True  # also load the shipped ruleset
+    # $HOME_NET: Suricata's default private ranges plus IPv6 ULA. On a server with
+    # a public address set it to that address, or $EXTERNAL_NET rules see everyone.
+    home_net: list[str] = field(default_factory=lambda: list(DEFAULT_HOME_NET))
+    external_net: list[str] = field(default_factory=lambda: ["!$HOME_NET"])
+    http_ports: list[str] = field(default_factory=lambda: list(DEFAULT_HTTP_PORTS))
+    ssh_ports: list[str] = field(default_factory=lambda: ["22"])
+    vars: list[str] = field(default_factory=list)  # more groups, "NAME=VALUE"
+    max_tracked: int = 65536  # threshold/detection_filter keys held
+
+
+@dataclass
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     bans: BanConfig = field(default_factory=BanConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     eve: EveConfig = field(default_factory=EveConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     detectors: dict[str, DetectorConfig] = field(default_factory=_detector_defaults)
+    crowdsec: CrowdsecConfig = field(default_factory=CrowdsecConfig)
 
 
 def load(path: str | Path | None) -> Config:
@@ -174,13 +240,15 @@ def from_dict(raw: dict[str, Any]) -> Config:
             cfg.detectors = _load_detectors(value)
         elif key in _SECTIONS:
             setattr(cfg, key, _overlay(getattr(cfg, key), value, key))
+            if key == "crowdsec":  # a [crowdsec] section that connects nothing is a mistake
+                _crowdsec_url(cfg.crowdsec.lapi_url)
         else:
             raise ConfigError(f"unknown config section [{key}]")
     validate(cfg)
     return cfg
 
 
-_SECTIONS = ("engine", "bans", "live", "metrics", "eve")
+_SECTIONS = ("engine", "bans", "live", "metrics", "eve", "crowdsec", "rules")
 
 
 def _load_detectors(raw: Any) -> dict[str, DetectorConfig]:
@@ -257,6 +325,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("config key metrics.latency_sample must be 1..65536")
     if not 1 <= cfg.eve.payload_max <= 65536:
         raise ConfigError("config key eve.payload_max must be 1..65536 (eve.payload = false: none)")
+    _validate_crowdsec(cfg)
+    _validate_rules(cfg.rules)
+    _validate_brute_force(cfg.detectors["brute_force"])
 
 
 def _marks(live: LiveConfig) -> None:
@@ -279,7 +350,101 @@ def _marks(live: LiveConfig) -> None:
         used |= value
 
 
+def _validate_crowdsec(cfg: Config) -> None:
+    cs = cfg.crowdsec
+    if cs == CrowdsecConfig():
+        return
+    _crowdsec_url(cs.lapi_url)
+    _crowdsec_credentials(cs)
+    _positive(cs, "crowdsec")
+    where = "config key crowdsec."
+    if not 0.1 <= cs.poll_interval <= 3600 or not 0.1 <= cs.timeout <= 300:
+        raise ConfigError(f"{where}poll_interval must be 0.1..3600 and timeout 0.1..300 seconds")
+    if cs.retry_max < 1:
+        raise ConfigError(f"{where}retry_max must be at least 1 second")
+    if cs.max_decisions > 1 << 20 or cs.push_queue_max > 65536 or cs.max_response_bytes < 4096:
+        raise ConfigError(f"{where}max_decisions must be at most 1048576, push_queue_max at "
+                          "most 65536, max_response_bytes at least 4096")
+    _crowdsec_sets(cfg)
+
+
+def _crowdsec_url(text: str) -> None:
+    if not text:
+        raise ConfigError("config key crowdsec.lapi_url is required in [crowdsec]")
+    url = urlsplit(text)
+    try:
+        _ = url.port  # a port out of range raises here
+    except ValueError:
+        url = urlsplit("")
+    if (url.scheme not in ("http", "https") or not url.hostname or url.username
+            or url.password or url.query or url.fragment or len(text) > 256):
+        raise ConfigError("config key crowdsec.lapi_url must be http(s)://host[:port][/path], "
+                          f"got {text[:80]!r}")
+
+
+def _crowdsec_credentials(cs: CrowdsecConfig) -> None:
+    for key in ("api_key", "password", "machine_id"):
+        if not _HEADER_SAFE.match(getattr(cs, key)):  # the value itself stays out of the message
+            raise ConfigError(f"config key crowdsec.{key} must be printable ASCII without spaces")
+        if key != "machine_id" and getattr(cs, key) and getattr(cs, f"{key}_file"):
+            raise ConfigError(f"config keys crowdsec.{key} and {key}_file exclude each other")
+    if bool(cs.machine_id) != bool(cs.password or cs.password_file):
+        raise ConfigError("config key crowdsec.machine_id needs password or password_file "
+                          "(and they need machine_id)")
+    if not (cs.bouncer or cs.watcher):
+        raise ConfigError("[crowdsec] needs api_key(_file) to pull decisions and/or machine_id "
+                          "with password(_file) to push bans")
+
+
+def _crowdsec_sets(cfg: Config) -> None:
+    from .enforce.ipset import EnforceError, check_set_name  # ipset imports this module
+
+    names = (cfg.crowdsec.net_set_v4, cfg.crowdsec.net_set_v6)
+    try:
+        for name in names:
+            check_set_name(name)
+    except EnforceError as exc:
+        raise ConfigError(f"config key crowdsec.net_set_v4/net_set_v6: {exc}") from None
+    if len({*names, cfg.live.set_v4, cfg.live.set_v6}) != 4:
+        raise ConfigError("config keys crowdsec.net_set_v4/net_set_v6 must differ from each "
+                          "other and from the live.set_v4/set_v6 ban sets")
+
+
+def _validate_brute_force(det: DetectorConfig) -> None:
+    from .detectors.brute_force import parse_ports  # detectors import this module
+
+    try:
+        parse_ports(det.ports, det.threshold or 1, det.window)
+    except ValueError as exc:
+        raise ConfigError(f"config key detectors.brute_force.ports: {exc}") from None
+
+
+def rule_variables(rules: RulesConfig) -> Variables:
+    """The [rules] variables, compiled; VarError names the bad one."""
+    return Variables.build(home_net=rules.home_net, external_net=rules.external_net,
+                           http_ports=rules.http_ports, ssh_ports=rules.ssh_ports,
+                           extra=rules.vars)
+
+
+_RULE_VAR_KEYS = {"$HOME_NET": "home_net", "$EXTERNAL_NET": "external_net",
+                  "$HTTP_PORTS": "http_ports", "$SSH_PORTS": "ssh_ports"}
+
+
+def _validate_rules(rules: RulesConfig) -> None:
+    _positive(rules, "rules")
+    for key in _RULE_VAR_KEYS.values():
+        if not getattr(rules, key):
+            raise ConfigError(f"config key rules.{key} must not be empty")
+    try:
+        rule_variables(rules)
+    except VarError as exc:
+        name = str(exc).partition(":")[0]
+        key = _RULE_VAR_KEYS.get(name, "vars")
+        raise ConfigError(f"config key rules.{key}: {exc}") from None
+
+
 _ZERO_MEANS_OFF = frozenset(("bypass_after_packets",))
+_HEADER_SAFE = re.compile(r"^[!-~]{0,512}$")  # goes into an HTTP header or JSON as is
 
 
 def _positive(section: Any, where: str) -> None:

@@ -20,12 +20,15 @@ from prometheus_client import CollectorRegistry
 
 from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
+from .crowdsec import Link, net_sets
+from .crowdsec.state import pulled
+from .detectors import load_rules
 from .enforce.ipset import EnforceError, IpsetEnforcer
 from .enforce.iptables import RuleError, RuleSet
 from .enforce.live import BanFailures, LiveEnforcer
 from .enforce.store import BanStore, StoreError
 from .engine import Engine
-from .errors import DaemonError
+from .errors import DaemonError, UserError
 from .eve import AlertBudget, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
@@ -84,12 +87,14 @@ class Daemon:
                                      self.store, self.failures)
         self.bans = BanManager(cfg.bans, Whitelist(cfg.engine.whitelist), self.enforcer)
         self.sink = AlertBudget(JsonLines(self.eve), EVE_ALERTS_PER_SECOND)
-        self.engine = Engine(cfg, self.bans, self.sink)
+        # CrowdSec: a lone daemon talks to LAPI itself; a worker only queues its bans.
+        self.crowdsec = Link(cfg, self.store, agent=report is None, tap=True)
+        self.engine = Engine(cfg, self.bans, self.crowdsec.sink(self.sink))
         self.queue_num = live.queue_num if queue_num is None else queue_num
         self.source = QueueSource(self.queue_num, live.queue_maxlen, live.fail_open,
                                   live.sock_rcvbuf,
                                   wait_max=min(WAIT_MAX, live.warm_interval or WAIT_MAX))
-        self.warmer = Warmer(cfg) if live.warm_interval else None
+        self.warmer = Warmer(cfg, self.engine.ruleset) if live.warm_interval else None
         self._store_mtime = 0.0
         self._next_prune = 0.0
         self.metrics_server = None
@@ -100,7 +105,8 @@ class Daemon:
         registry = CollectorRegistry()
         registry.register(IpsCollector(lambda: [self.engine], DaemonMetrics(
             latency=self.latency, ban_failures=self.failures, reloads=self.reloads,
-            bans_active=lambda: self.enforcer.active_count, queues=(self.queue_num,))))
+            bans_active=lambda: self.enforcer.active_count, queues=(self.queue_num,),
+            extra=self.crowdsec.families)))
         try:
             self.metrics_server = serve(self.cfg.metrics, registry)
         except MetricsError as exc:
@@ -126,7 +132,8 @@ class Daemon:
                 detector = entry["detector"] if entry else "kernel"
                 self.store.record_ban(ip, now + remaining, detector, count)
         for ip, entry in self.store.load().items():
-            self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
+            if not pulled(entry):  # CrowdSec's bans are the kernel's alone (see crowdsec/)
+                self.bans.seed(raw_ip(ip), int(entry.get("count", 1)), entry["expires"], now)
         self._store_mtime = self.store.mtime()
         log.info("restored %d bans (%d in the kernel sets)", len(self.bans.active), len(kernel))
 
@@ -146,12 +153,15 @@ class Daemon:
             self.source.close()
             raise
         self.enforcer.start(first=self.restore)
+        self.crowdsec.start()  # after restore: both touch the sets and the state file
         handle_signals(self._on_stop, self._on_hup)
         log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
         try:
             self._loop()
         finally:
             self.source.close()
+            self.crowdsec.stop()
+            self.crowdsec.tick(self.enforcer.call)  # the last second's bans into the queue
             self.enforcer.stop()
             self.eve.close()
             if self.metrics_server is not None:
@@ -180,6 +190,7 @@ class Daemon:
     def _housekeeping(self, now: float) -> None:
         self.engine.expire(now)  # a full sweep scans every table: only when due
         self.sink.tick()
+        self.crowdsec.tick(self.enforcer.call)
         if self.report is not None:
             self._report()
         mtime = self.store.mtime()
@@ -187,7 +198,7 @@ class Daemon:
             if mtime != self._store_mtime:  # `ips-inline ban/unban` changed it
                 self._store_mtime = mtime
                 banned = {raw_ip(ip): e["expires"] for ip, e in self.store.load().items()
-                          if e["expires"] > now}
+                          if e["expires"] > now and not pulled(e)}
                 self.bans.sync(banned, now)
             if now >= self._next_prune:
                 self._next_prune = now + PRUNE_EVERY
@@ -214,10 +225,19 @@ class Daemon:
         if cfg.live != self.cfg.live:
             log.warning("config reload: [live] changes need a restart; applying the rest")
             cfg.live = self.cfg.live
+        if cfg.crowdsec != self.cfg.crowdsec:
+            log.warning("config reload: [crowdsec] changes need a restart; applying the rest")
+            cfg.crowdsec = self.cfg.crowdsec
+        try:
+            ruleset = load_rules(cfg, self.engine.ruleset)
+        except UserError as exc:  # a rule file that does not parse (file:line: why)
+            self.reloads["failure"] += 1
+            log.error("config reload rejected, keeping the old config and rules: %s", exc)
+            return
         self.cfg = cfg
-        self.engine.reconfigure(cfg)
+        self.engine.reconfigure(cfg, ruleset)
         if self.warmer is not None:
-            self.warmer.reconfigure(cfg)
+            self.warmer.reconfigure(cfg, ruleset)
         self.reloads["success"] += 1
         log.info("config reloaded from %s", self.cfg_path or "built-in defaults")
 
@@ -232,7 +252,7 @@ def preflight(cfg: Config) -> None:
     if not has_net_admin():
         raise DaemonError("needs root or CAP_NET_ADMIN to bind NFQUEUE and manage ipsets")
     try:
-        installed = RuleSet(cfg.live, cfg.engine.whitelist).installed()
+        installed = RuleSet(cfg.live, cfg.engine.whitelist, net_sets=net_sets(cfg)).installed()
     except RuleError as exc:
         raise DaemonError(str(exc)) from None
     if not installed:

@@ -25,14 +25,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .bans import BanManager, Whitelist
 from .config import Config
-from .detectors import Context, Detector, build
+from .detectors import Context, Detector, build, load_rules
 from .detectors.base import Signature
+from .detectors.rules import RulesHttp
 from .eve import Cause, EventSink, alert_record, ban_record, unban_record
 from .http.clean import CleanValues
-from .http.stream import END, NOT_HTTP, HttpError, HttpRequest, HttpStream
+from .http.stream import END, HEAD, NOT_HTTP, HttpError, HttpRequest, HttpStream
 from .packet import conntrack as ct
 from .packet.decode import (
     MALFORMED_REASONS,
@@ -46,6 +48,9 @@ from .packet.decode import (
 )
 from .packet.defrag import COMPLETE, HELD, Defrag
 from .packet.flows import Flow, FlowTable, StreamError, StreamOverflow
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +106,8 @@ class Stats:
 
 
 class Engine:
-    def __init__(self, cfg: Config, bans: BanManager, sink: EventSink) -> None:
+    def __init__(self, cfg: Config, bans: BanManager, sink: EventSink,
+                 ruleset: RuleSet | None = None) -> None:
         self.sink = sink
         self.stats = Stats()
         self._verdicts = self.stats.verdicts  # the same list: one lookup less per packet
@@ -120,20 +126,29 @@ class Engine:
         # called only when an alert record is written.
         self.get_iface: Callable[[], str | None] | None = None
         self._cause: Cause | None = None  # the last alert's packet: its ban names the flow
-        self.reconfigure(cfg)
+        self.ruleset: RuleSet | None = None
+        self.reconfigure(cfg, ruleset)
 
-    def reconfigure(self, cfg: Config) -> None:
+    def reconfigure(self, cfg: Config, ruleset: RuleSet | None = None) -> None:
         """Apply a new config (SIGHUP). Connections, bans and counters stay;
-        detectors start afresh with their new thresholds."""
+        detectors start afresh with their new thresholds. `ruleset`: the rules
+        already loaded (the daemon loads them first, to keep the old ones if a
+        file is broken); None loads them here (RuleFileError if one is broken)."""
+        if ruleset is None:
+            ruleset = load_rules(cfg, self.ruleset)
+        self.ruleset = ruleset
         self.cfg = cfg
         eng = cfg.engine
         self.bans.cfg = cfg.bans
         self.whitelist = self.bans.whitelist = Whitelist(eng.whitelist)
         self._ctx = Context(eng, self.flows, self._ctx.tables if self._ctx else {})
-        self.detectors = build(cfg, self._ctx)
+        self.detectors = build(cfg, self._ctx, ruleset)
         for det in self.detectors:
             self.stats.alerts.setdefault(det.name, 0)
-        packet_dets = [d for d in self.detectors if not d.payload]
+        self._on_connection = tuple(d for d in self.detectors
+                                    if getattr(d, "on_connection", False))
+        self._rules_http = next((d for d in self.detectors if isinstance(d, RulesHttp)), None)
+        packet_dets = [d for d in self.detectors if not d.payload and d not in self._on_connection]
         self._dispatch: dict[int, tuple[Detector, ...]] = {}  # other protocols
         for det in packet_dets:
             for proto in det.protocols:
@@ -143,7 +158,7 @@ class Engine:
         self._tcp: tuple[tuple[Detector, ...], ...] = tuple(
             tuple(d for d in packet_dets if PROTO_TCP in d.protocols and d.fires_on(flags))
             for flags in range(_TCP_FLAG_COMBOS))
-        self._payload = tuple(d for d in self.detectors if d.payload)
+        self._payload = tuple(d for d in self.detectors if d.payload and d is not self._rules_http)
         self._clean = CleanValues()  # new rules: what was clean must be looked at again
         self._white: dict[bytes, bool] = {}  # source -> whitelisted (a cache, bounded)
         self._bypass_after = eng.bypass_after_packets
@@ -240,6 +255,12 @@ class Engine:
             sig = det.inspect(pkt, flow, now)
             if sig is not None:
                 return self._count(self._hit(det, sig, pkt, flow, now))
+        if flow is not None and flow.fresh:  # its handshake just proven: a new connection
+            flow.fresh = False
+            for det in self._on_connection:
+                sig = det.inspect(pkt, flow, now)
+                if sig is not None:
+                    return self._count(self._hit(det, sig, pkt, flow, now))
         if flow is None or flow.blocked:  # (a blocked connection's responder side)
             self._verdicts[CLEAN] += 1
             return ACCEPT
@@ -329,15 +350,19 @@ class Engine:
         if http is None:
             http = flow.http = self._new_stream(flow)
         code = CLEAN
+        rules = self._rules_http
         for kind, request, parts in http.feed(data):
             if kind == END:
                 if request.body_kind:
                     self.stats.bodies[request.body_kind] += 1
                     self.stats.body_skipped += request.body_skipped
-                continue
-            if not parts:
-                continue
-            code = max(code, self._inspect_request(request, parts, pkt, flow, now))
+                if rules is not None and request.length:
+                    code = max(code, self._rules_unit(rules, "body", request, pkt, flow, now))
+            else:
+                if parts:
+                    code = max(code, self._inspect_request(request, parts, pkt, flow, now))
+                if kind == HEAD and rules is not None and code != DETECTED:
+                    code = max(code, self._rules_unit(rules, "head", request, pkt, flow, now))
             if code == DETECTED:
                 return code
         if http.error is not None:
@@ -369,18 +394,36 @@ class Engine:
         self._clean.add(parts)  # every detector looked at every value
         return CLEAN
 
-    def _hit(self, det: Detector, sig: Signature, pkt: Packet, flow: Flow | None,
-             now: float) -> int:
+    def _rules_unit(self, rules: RulesHttp, kind: str, request: HttpRequest, pkt: Packet,
+                    flow: Flow, now: float) -> int:
+        """The http rules on a request's head (kind "head") or at its end ("body")."""
+        sigs = rules.inspect_unit(kind, request, pkt, flow, now)
+        if sigs is None:
+            return CLEAN
+        flow.request = request
+        try:
+            return self._hit(rules, sigs, pkt, flow, now)
+        finally:
+            flow.request = None
+
+    def _hit(self, det: Detector, sig: Signature | tuple[Signature, ...], pkt: Packet,
+             flow: Flow | None, now: float) -> int:
         """Alert, and unless alert-only: drop and count an offence (whitelisted
-        sources never get here). Returns the verdict reason code."""
+        sources never get here). A detector may name several signatures at
+        once (rules: each alert is logged, a drop among them drops). Returns
+        the verdict reason code."""
         name = det.name
-        block = det.cfg.mode == "block"
+        sigs = sig if isinstance(sig, tuple) else (sig,)
+        block = det.cfg.mode == "block" and any(s.action != "alert" for s in sigs)
         proven = flow is not None and flow.handshake
         # Payload attacks count toward a ban only on a connection whose
         # handshake the kernel proved: a forger's packets never ban.
-        counts = block and det.cfg.ban_after > 0 and (not det.payload or proven)
+        counts = block and det.cfg.ban_after > 0 and (not det.proof_required or proven)
         self.stats.alerts[name] += 1
-        self._alert(det, sig, pkt, flow, block, det.cfg.ban_after if counts else 0, now)
+        for one in sigs:
+            if one.log:
+                self._alert(det, one, pkt, flow, block and one.action != "alert",
+                            det.cfg.ban_after if counts else 0, now)
         if not block:
             return ALERT_ONLY
         if det.payload:
@@ -446,7 +489,8 @@ class Engine:
 
     def tables(self) -> list:
         """Every bounded table, for sweeps and the evictions metric."""
-        return [*self.flows.tables(), self.bans.history, *self._ctx.tables.values()]
+        extra = [self.ruleset.thresholds] if self.ruleset is not None else []
+        return [*self.flows.tables(), self.bans.history, *self._ctx.tables.values(), *extra]
 
     # -- fragments and truncated packets (rare; reached by one check in process) --
     def _unusual(self, buf: bytes, pkt: Packet, state: int, now: float) -> int:

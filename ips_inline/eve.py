@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from .packet.flows import Flow
 
 log = logging.getLogger(__name__)
-GID = 1
-REV = 1
 WRITE_ERROR_LOG_INTERVAL = 60.0  # seconds between log lines about failed EVE writes
 PKT_SRC = "wire/pcap"  # what Suricata writes for packets from a capture, live or from a file
 HTTP_FIELD_MAX = 1024  # characters of a URL, host or user agent kept (bounds the log)
@@ -98,13 +96,14 @@ def alert_record(pkt: Packet, detector: str, sig: Signature, blocked: bool, now:
     rec["pkt_src"] = PKT_SRC
     rec["alert"] = {
         "action": "blocked" if blocked else "allowed",
-        "gid": GID,
+        "gid": sig.gid,
         "signature_id": sig.sid,
-        "rev": REV,
+        "rev": sig.rev,
         "signature": sig.msg,
         "category": sig.category,
         "severity": sig.severity,
-        "metadata": {"detector": [detector], **(meta or {})},
+        "metadata": {**{k: list(v) for k, v in sig.metadata}, "detector": [detector],
+                     **(meta or {})},
     }
     if request is not None:
         rec["app_proto"] = "http"

@@ -9,8 +9,10 @@ import time
 from datetime import UTC, datetime
 
 from .config import Config
+from .crowdsec import net_sets, queue_manual_ban, queue_unban
+from .crowdsec.state import SECTION, origin_of, pulled, ranges
 from .enforce import addr
-from .enforce.ipset import IpsetEnforcer, clamp_timeout
+from .enforce.ipset import NET_TYPE, IpsetEnforcer, SetMissing, clamp_timeout
 from .enforce.iptables import RuleSet
 from .enforce.store import BanStore
 from .errors import UserError
@@ -24,7 +26,7 @@ def parse_ip(text: str) -> str:
 
 
 def _rules(cfg: Config) -> RuleSet:
-    return RuleSet(cfg.live, cfg.engine.whitelist)
+    return RuleSet(cfg.live, cfg.engine.whitelist, net_sets=net_sets(cfg))
 
 
 def _ipset(cfg: Config) -> IpsetEnforcer:
@@ -51,19 +53,27 @@ def ban(cfg: Config, text: str, duration: int | None) -> int:
         sets.add(ip, seconds)
     count = store.load().get(ip, {}).get("count", 0) + 1
     store.record_ban(ip, time.time() + seconds, "manual", count)
-    print(f"banned {ip} for {seconds}s")
+    pushed = queue_manual_ban(cfg, store, ip, seconds, count)
+    print(f"banned {ip} for {seconds}s" + (" (queued for CrowdSec LAPI)" if pushed else ""))
     return 0
 
 
 def unban(cfg: Config, text: str) -> int:
     ip = parse_ip(text)
+    store = BanStore(cfg.live.state_path)
+    entry = store.load().get(ip, {})
     with _ipset(cfg) as sets:
         in_kernel = sets.delete(ip)
-    in_store = BanStore(cfg.live.state_path).remove(ip)
-    if not (in_kernel or in_store):
+    in_store = store.remove(ip)
+    in_lapi = queue_unban(cfg, store, ip)
+    if not (in_kernel or in_store or in_lapi):
         print(f"{ip} was not banned")
         return 1
-    print(f"unbanned {ip}")
+    print(f"unbanned {ip}" + (" (the daemon deletes the decision it pushed to CrowdSec)"
+                              if in_lapi else ""))
+    if pulled(entry) and entry["expires"] > time.time():
+        print(f"note: the ban came from CrowdSec ({origin_of(entry)}); delete it there too "
+              f"(cscli decisions delete --ip {ip}) or it returns at the next full pull")
     return 0
 
 
@@ -71,17 +81,41 @@ def list_bans(cfg: Config, as_json: bool) -> int:
     now = time.time()
     with _ipset(cfg) as sets:
         kernel = sets.entries()
-    stored = BanStore(cfg.live.state_path).load()
+    store = BanStore(cfg.live.state_path)
+    stored = store.load()
     rows = []
     for ip, remaining in sorted(kernel.items()):
         entry = stored.get(ip, {})
-        expires = datetime.fromtimestamp(now + remaining, UTC).isoformat(timespec="seconds")
-        rows.append({"ip": ip, "expires": expires, "detector": entry.get("detector", "kernel"),
-                     "count": entry.get("count", 1)})
+        rows.append({"ip": ip, "expires": _when(now + remaining),
+                     "detector": entry.get("detector", "kernel"),
+                     "count": entry.get("count", 1), "origin": origin_of(entry)})
+    rows += _range_rows(cfg, store, now)
     if as_json:
         print(json.dumps(rows, indent=1))
     else:
         for row in rows:
-            print(f"{row['ip']:<40} {row['expires']}  {row['detector']:<15} #{row['count']}")
+            print(f"{row['ip']:<40} {row['expires']}  {row['detector']:<15} #{row['count']:<4} "
+                  f"{row['origin']}")
         print(f"{len(rows)} active ban(s)")
     return 0
+
+
+def _range_rows(cfg: Config, store: BanStore, now: float) -> list[dict]:
+    """CrowdSec Range decisions in the hash:net sets, when they are pulled."""
+    names = net_sets(cfg)
+    if names is None:
+        return []
+    try:
+        with IpsetEnforcer(*names, cfg.live.maxelem, stype=NET_TYPE) as sets:
+            kernel = sets.entries()
+    except SetMissing:  # rules not installed since [crowdsec] was configured
+        return []
+    known = ranges(store.load_section(SECTION))
+    return [{"ip": cidr, "expires": _when(now + remaining),
+             "detector": known.get(cidr, {}).get("scenario", "kernel"), "count": 1,
+             "origin": known.get(cidr, {}).get("origin", "crowdsec:unknown")}
+            for cidr, remaining in sorted(kernel.items())]
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from struct import Struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bans import BanManager, Whitelist
 from .config import Config
 from .engine import Engine
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
 
 # The shadow's clock moves a day per round, past every window and idle
 # timeout: each round looks like first contact, nothing adds up to a detection,
@@ -69,16 +72,19 @@ class _Discard:
 
 
 class Warmer:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, ruleset: RuleSet | None = None) -> None:
         self.now = 0.0
-        self.reconfigure(cfg)
+        self.reconfigure(cfg, ruleset)
 
-    def reconfigure(self, cfg: Config) -> None:
+    def reconfigure(self, cfg: Config, ruleset: RuleSet | None = None) -> None:
+        """`ruleset`: the real engine's (its synthetic packets match no rule, so
+        sharing it changes nothing); None loads the config's own."""
         # ban_after = 0: even a detector set to fire on anything counts no offence.
         shadow = replace(cfg, detectors={name: replace(det, ban_after=0)
                                          for name, det in cfg.detectors.items()})
         discard = _Discard()
-        self.engine = Engine(shadow, BanManager(shadow.bans, Whitelist(()), discard), discard)
+        self.engine = Engine(shadow, BanManager(shadow.bans, Whitelist(()), discard), discard,
+                             ruleset)
 
     def run(self) -> None:
         """One round: every synthetic packet through the shadow engine."""

@@ -25,7 +25,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from .config import Config, ConfigError, load
+from .crowdsec import Link
 from .enforce.ipset import EnforceError, IpsetEnforcer
+from .enforce.store import BanStore
 from .errors import DaemonError
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve
 from .signals import SignalWake, catch_signals
@@ -62,17 +64,21 @@ class Supervisor:
         self.bans_active: int | None = None
         self.stop = False
         self.reload = False
+        # The one LAPI puller and pusher; workers queue their bans in the state file.
+        self.crowdsec = Link(cfg, BanStore(cfg.live.state_path), agent=True, tap=False)
 
     def run(self) -> int:
         for i in range(self.n):
             self._spawn(i)
         server = self._serve_metrics()
+        self.crowdsec.start()  # a thread: only after the first forks
         wake = catch_signals(self._on_stop, self._on_hup)
         log.info("supervising %d workers on NFQUEUE %d..%d", self.n, self.cfg.live.queue_num,
                  self.cfg.live.queue_num + self.n - 1)
         try:
             self._loop(wake)
         finally:
+            self.crowdsec.stop()
             self._stop_all()
             wake.close()
             if server is not None:
@@ -97,7 +103,7 @@ class Supervisor:
         registry.register(IpsCollector.from_snapshots(
             lambda: list(self.latest.values()),
             DaemonMetrics(reloads=self.reloads, bans_active=lambda: self.bans_active,
-                          queues=queues)))
+                          queues=queues, extra=self.crowdsec.families)))
         try:
             return serve(self.cfg.metrics, registry)
         except MetricsError as exc:

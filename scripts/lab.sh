@@ -6,12 +6,14 @@
 #   ${P}-attacker ─┐
 #   ${P}-client   ─┼─ veth ── br0 in ${P}-sw (pure L2: IPv6 off, STP off, mcast snooping off)
 #   ${P}-victim   ─┘
+#   ${P}-victim2  ─  only with LAB_VICTIM2=1: a second protected host (fleet tests)
 #
 # P = $LAB_PREFIX (default "ipsl"; the pytest fixture uses "ipst"), [a-z][a-z0-9]{0,11}.
 # Each host has one interface, eth0, with a deterministic MAC 02:77:XX:00:00:ID:
 #   victim   10.77.X.10/24   fd77:X::10/64
 #   client   10.77.X.20/24   fd77:X::20/64
 #   attacker 10.77.X.30/24   fd77:X::30/64
+#   victim2  10.77.X.11/24   fd77:X::11/64   (LAB_VICTIM2=1)
 # X = $LAB_OCTET if set (1-254), else (cksum of the prefix mod 250) + 1, so different
 # prefixes get different subnets (ipsl -> 11, ipst -> 216). The same number is used
 # as decimal digits in the IPv6 prefix (10.77.216.10 <-> fd77:216::10). `up` refuses to
@@ -22,6 +24,9 @@
 # namespace, and no namespace has a default route (only the on-link lab subnets).
 # Host sysctls: rp_filter=0 (spoofed-source traffic reaches INPUT/NFQUEUE), forwarding
 # off, IPv6 DAD and router advertisements off, IPv6 addresses added with nodad.
+#
+# `down` removes victim2 too whether LAB_VICTIM2 is set or not; `up` treats a lab
+# with or without victim2, against what LAB_VICTIM2 asks, as partial and rebuilds it.
 #
 # Subcommands:
 #   up            build the lab and wait until all hosts ping each other (v4 + v6).
@@ -35,16 +40,21 @@
 #   env           print shell-sourceable variables (VICTIM4=..., NS_VICTIM=..., ...).
 #                 Needs neither root nor a running lab: eval "$(scripts/lab.sh env)"
 #   exec HOST CMD...
-#                 run CMD in host victim|client|attacker|sw (exec's it: same PID).
+#                 run CMD in host victim|client|attacker|victim2|sw (exec's it: same PID).
 set -euo pipefail
 
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
 readonly SELF
 readonly P="${LAB_PREFIX:-ipsl}"
-readonly HOSTS=(victim client attacker)
+if [[ "${LAB_VICTIM2:-0}" == 1 ]]; then
+    readonly HOSTS=(victim client attacker victim2)
+else
+    readonly HOSTS=(victim client attacker)
+fi
+readonly ALL_HOSTS=(victim client attacker victim2) # what `down` removes if present
 readonly BRIDGE=br0
 readonly IFACE=eth0
-declare -rA HOST_ID=([victim]=10 [client]=20 [attacker]=30)
+declare -rA HOST_ID=([victim]=10 [client]=20 [attacker]=30 [victim2]=11)
 
 log() { printf '[lab %s] %s\n' "$P" "$*" >&2; }
 die() {
@@ -79,8 +89,13 @@ addr6() { printf '%s:%s' "$NET6" "${HOST_ID[$1]}"; }
 mac_of() { printf '02:77:%02x:00:00:%s' "$OCTET" "${HOST_ID[$1]}"; }
 all_ns() {
     local h
+    for h in "${ALL_HOSTS[@]}" sw; do ns_of "$h"; printf '\n'; done
+}
+active_ns() {
+    local h
     for h in "${HOSTS[@]}" sw; do ns_of "$h"; printf '\n'; done
 }
+victim2_on() { [[ " ${HOSTS[*]} " == *" victim2 "* ]]; }
 
 ns_list() { ip netns list 2>/dev/null | awk '{print $1}'; }
 # Membership tests use here-strings, not `producer | grep -q` (SIGPIPE + pipefail).
@@ -148,7 +163,8 @@ teardown() {
 lab_is_complete() {
     local h ns sw ports addrs all
     all="$(ns_list)"
-    while IFS= read -r ns; do in_list "$ns" "$all" || return 1; done < <(all_ns)
+    while IFS= read -r ns; do in_list "$ns" "$all" || return 1; done < <(active_ns)
+    victim2_on || ! in_list "$(ns_of victim2)" "$all" || return 1
     sw="$(ns_of sw)"
     ports="$(ip -n "$sw" -br link show master "$BRIDGE" up 2>/dev/null |
         awk '{sub(/@.*/, "", $1); print $1}')"
@@ -217,6 +233,7 @@ ping_ok() {
 wait_ready() {
     local try h pair failed
     local -a pairs=(client:victim attacker:victim client:attacker)
+    victim2_on && pairs+=(client:victim2 attacker:victim2 victim2:victim)
     for try in {1..20}; do
         failed=""
         for h in "${HOSTS[@]}"; do
@@ -287,6 +304,15 @@ cmd_down() {
     log "down"
 }
 
+# What status lists: the lab asked for, plus a victim2 left from a LAB_VICTIM2=1 run.
+status_ns() {
+    active_ns
+    if ! victim2_on && ns_exists "$(ns_of victim2)"; then
+        ns_of victim2
+        printf '\n'
+    fi
+}
+
 cmd_status() {
     local h ns n present=0 total=0
     while IFS= read -r ns; do
@@ -298,7 +324,7 @@ cmd_status() {
         else
             printf '%-16s missing\n' "$ns"
         fi
-    done < <(all_ns)
+    done < <(status_ns)
     for h in "${HOSTS[@]}"; do
         ns="$(ns_of "$h")"
         ns_exists "$ns" && ip -n "$ns" -br addr show dev "$IFACE" 2>/dev/null |
@@ -332,15 +358,15 @@ cmd_exec() {
     local host="$1"
     shift
     case "$host" in
-        victim | client | attacker | sw) ;;
-        *) die "unknown host '$host' (victim|client|attacker|sw)" ;;
+        victim | client | attacker | victim2 | sw) ;;
+        *) die "unknown host '$host' (victim|client|attacker|victim2|sw)" ;;
     esac
     ns_exists "$(ns_of "$host")" || die "namespace $(ns_of "$host") does not exist (lab up?)"
     exec ip netns exec "$(ns_of "$host")" "$@"
 }
 
 usage() {
-    printf 'usage: [LAB_PREFIX=ipsl] [LAB_OCTET=N] %s up|down|status|env|exec HOST CMD...\n' \
+    printf 'usage: [LAB_PREFIX=ipsl] [LAB_OCTET=N] [LAB_VICTIM2=1] %s up|down|status|env|exec HOST CMD...\n' \
         "$0" >&2
     exit 2
 }

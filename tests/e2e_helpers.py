@@ -24,8 +24,10 @@ class Victim:
     """The daemon in the victim namespace, restartable. `live` is added to the
     [live] section, `extra` appended as further TOML sections."""
 
-    def __init__(self, lab: Lab, workdir: Path, extra: str = "", live: str = "") -> None:
+    def __init__(self, lab: Lab, workdir: Path, extra: str = "", live: str = "",
+                 host: str = "victim") -> None:
         self.lab = lab
+        self.host = host  # "victim2" in a lab made with victim2=True
         self.workdir = workdir
         self.config = workdir / "ips.toml"
         self.eve = workdir / "eve.json"
@@ -40,12 +42,12 @@ class Victim:
             f'{live}\n[metrics]\nlisten = "127.0.0.1"\nport = 9100\n{extra}')
 
     def ips(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.lab.exec("victim", [IPS, "--config", str(self.config), *args], check=check)
+        return self.lab.exec(self.host, [IPS, "--config", str(self.config), *args], check=check)
 
     def start(self, env: dict[str, str] | None = None) -> None:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "a") as log:
-            self.proc = self.lab.popen("victim", [VICTIM_SH, "ips"], stdout=log, stderr=log,
+            self.proc = self.lab.popen(self.host, [VICTIM_SH, "ips"], stdout=log, stderr=log,
                                        env={**self.lab._script_env(), **(env or {}),
                                             "IPS_CONFIG": str(self.config)})
         self.wait_log("inline on NFQUEUE", 20)
@@ -64,13 +66,13 @@ class Victim:
 
     def stop(self, sig: str = "TERM") -> None:
         assert self.proc is not None
-        self.lab.exec("victim", ["kill", f"-{sig}", str(self.proc.pid)])
+        self.lab.exec(self.host, ["kill", f"-{sig}", str(self.proc.pid)])
         self.proc.wait(10)
         self.lab.kill(self.proc)
 
     def signal(self, sig: str) -> None:
         assert self.proc is not None
-        self.lab.exec("victim", ["kill", f"-{sig}", str(self.proc.pid)])
+        self.lab.exec(self.host, ["kill", f"-{sig}", str(self.proc.pid)])
 
     def memory_kib(self) -> dict[str, int]:
         """VmRSS and VmHWM of the daemon, in KiB (namespaces share the pid space)."""
@@ -108,7 +110,7 @@ class Victim:
         return {b["ip"]: b["detector"] for b in json.loads(self.ips("bans", "--json").stdout)}
 
     def metrics(self) -> str:
-        return self.lab.exec("victim", ["curl", "-sf", "http://127.0.0.1:9100/metrics"]).stdout
+        return self.lab.exec(self.host, ["curl", "-sf", "http://127.0.0.1:9100/metrics"]).stdout
 
     def metric(self, name: str, **labels: str) -> float:
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
@@ -125,7 +127,7 @@ class Victim:
         return sum(float(r.split()[-1]) for r in rows)
 
     def chain_counters(self) -> dict[str, int]:
-        out = self.lab.exec("victim", ["iptables", "-xvnL", "IPS_INLINE"]).stdout
+        out = self.lab.exec(self.host, ["iptables", "-xvnL", "IPS_INLINE"]).stdout
         counters = {}
         for row in out.splitlines():
             if "match-set" in row:

@@ -41,9 +41,11 @@ class Lab:
     and env (the raw dict, e.g. env["VICTIM4"]).
     """
 
-    def __init__(self, prefix: str = "ipst", *, script: Path = LAB_SH) -> None:
+    def __init__(self, prefix: str = "ipst", *, script: Path = LAB_SH,
+                 victim2: bool = False) -> None:
         self.script = script
         self.prefix = prefix
+        self.victim2 = victim2  # a second protected host (LAB_VICTIM2=1): env VICTIM24 ...
         self._procs: list[subprocess.Popen[Any]] = []
         self.env = self._read_env()
         e = self.env
@@ -67,6 +69,7 @@ class Lab:
     def _script_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["LAB_PREFIX"] = self.prefix
+        env["LAB_VICTIM2"] = "1" if self.victim2 else "0"
         return env
 
     def _run_script(
@@ -111,7 +114,7 @@ class Lab:
         return self.status() == 0
 
     def namespaces(self) -> list[str]:
-        return [self.ns(h) for h in (*HOSTS, "sw")]
+        return [self.ns(h) for h in (*HOSTS, *(("victim2",) if self.victim2 else ()), "sw")]
 
     # -- addresses ----------------------------------------------------------------------
     def ns(self, host: str) -> str:
@@ -202,18 +205,19 @@ class Lab:
             time.sleep(0.1)
 
     def start_victim_http(
-        self, port: int = 80, *, bind: str = "::", log: Any = subprocess.DEVNULL
+        self, port: int = 80, *, bind: str = "::", log: Any = subprocess.DEVNULL,
+        host: str = "victim",
     ) -> subprocess.Popen[Any]:
-        """Start scripts/victim_http.py in the victim and wait until it serves."""
+        """Start scripts/victim_http.py in the victim (or `host`) and wait until it serves."""
         proc = self.popen(
-            "victim",
+            host,
             [sys.executable, str(VICTIM_HTTP), "--bind", bind, "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
         family = 6 if ":" in bind else 4
         try:
-            self.wait_http(self.url("victim", "/", family=family, port=port))
+            self.wait_http(self.url(host, "/", family=family, port=port))
         except LabError:
             self.kill(proc)
             raise

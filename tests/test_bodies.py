@@ -684,3 +684,12 @@ def test_xml_rescans_are_bounded() -> None:
     parser.finish(False)
     assert parser.fallback == ""
     assert rescanned <= (LIMITS.max_buffer // LIMITS.block) * len(body)
+
+
+def test_a_closing_delimiter_alone_leaves_nothing_held() -> None:
+    """Found by the property above: '--XyZ123--' and nothing else kept its 10
+    bytes held (charged to the flow budget) after finish()."""
+    parser = body_parser("multipart/form-data; boundary=XyZ123", LIMITS)
+    parser.feed(b"--XyZ123--")
+    parser.finish(False)
+    assert parser.held == 0

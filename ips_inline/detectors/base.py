@@ -15,18 +15,28 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Signature:
-    """What an alert says; one constant per rule, so a hit allocates nothing."""
+    """What an alert says; one constant per rule, so a hit allocates nothing.
+    `action` "alert": log only, whatever the detector's mode (a rule's action);
+    `log` False: enforce without a record (a threshold suppressed it)."""
 
     sid: int
     msg: str
     category: str
     severity: int  # 1 high .. 3 low, as in Suricata
+    rev: int = 1
+    gid: int = 1
+    metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    action: str = "drop"
+    log: bool = True
 
 
 class Detector(Protocol):
     name: ClassVar[str]
     protocols: ClassVar[tuple[int, ...]]  # IP protocols it can fire on (dispatch key)
     payload: ClassVar[bool]  # True: fed complete HTTP requests (flow.request), not packets
+    # True: its offences ban only on a connection whose handshake the kernel
+    # proved (what it sees could be forged); payload detectors, rules.
+    proof_required: ClassVar[bool]
     cfg: DetectorConfig
 
     @staticmethod
@@ -70,6 +80,7 @@ class Context:
 
 class BaseDetector:
     payload: ClassVar[bool] = False
+    proof_required: ClassVar[bool] = False
 
     @staticmethod
     def fires_on(flags: int) -> bool:

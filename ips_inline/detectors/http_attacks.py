@@ -111,6 +111,7 @@ def _plain(value: str) -> bool:
 class _PayloadDetector(BaseDetector):
     protocols = (PROTO_TCP,)
     payload = True
+    proof_required = True
 
 
 class Sqli(_PayloadDetector):

@@ -1,6 +1,7 @@
 """Ban sets in the kernel, driven over netlink with pyroute2's IPSet.
 
-Two `hash:ip` sets with per-entry timeouts, one per address family. The kernel
+Two `hash:ip` sets with per-entry timeouts, one per address family (and, for
+CrowdSec's Range decisions, two `hash:net` sets: stype=NET_TYPE). The kernel
 expires entries itself, so a ban outlives the daemon and needs no cleanup pass.
 
 Threading: pyroute2 keeps its socket and event loop in thread-local storage, so
@@ -27,11 +28,12 @@ from pyroute2.netlink.nfnetlink.ipset import (
 )
 
 from ips_inline.config import IPSET_MAX_TIMEOUT
-from ips_inline.enforce.addr import family, parse_ip
+from ips_inline.enforce.addr import family, parse_ip, parse_network
 
 # hash:* types report "Hash is full" as their first type-specific error code.
 IPSET_ERR_HASH_FULL = IPSET_ERR_TYPE_SPECIFIC
 SET_TYPE = "hash:ip"
+NET_TYPE = "hash:net"  # entries are CIDRs
 _SET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,30}$")  # IPSET_MAXNAMELEN 32 incl. NUL
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
@@ -69,7 +71,12 @@ def check_set_name(name: str) -> str:
 class IpsetEnforcer:
     """Add, delete and list bans in the v4 and v6 ban sets."""
 
-    def __init__(self, set_v4: str, set_v6: str, maxelem: int = 65536) -> None:
+    def __init__(self, set_v4: str, set_v6: str, maxelem: int = 65536,
+                 stype: str = SET_TYPE) -> None:
+        if stype not in (SET_TYPE, NET_TYPE):
+            raise EnforceError(f"unsupported ipset type: {stype!r}")
+        self.stype = stype
+        self._etype = "net" if stype == NET_TYPE else "ip"
         if set_v4 == set_v6:
             raise EnforceError(f"set_v4 and set_v6 must differ, both are {set_v4!r}")
         if not isinstance(maxelem, int) or maxelem < 1:
@@ -91,7 +98,7 @@ class IpsetEnforcer:
     def _create(self, nl: IPSet, name: str, fam: int) -> bool:
         try:
             # timeout=0 enables per-entry timeouts; every add passes its own.
-            nl.create(name, stype=SET_TYPE, family=_AF[fam], timeout=0, maxelem=self.maxelem)
+            nl.create(name, stype=self.stype, family=_AF[fam], timeout=0, maxelem=self.maxelem)
         except AlreadyExists:
             return False
         return True
@@ -115,7 +122,8 @@ class IpsetEnforcer:
     # -- entries ---------------------------------------------------------------
 
     def add(self, ip: str, timeout: int) -> None:
-        """Ban `ip` for `timeout` seconds; re-adding replaces the timeout."""
+        """Ban `ip` (a CIDR in a NET_TYPE set) for `timeout` seconds; re-adding
+        replaces the timeout."""
         addr, fam = self._target(ip)
         seconds = clamp_timeout(timeout)
         self._call("add", self.sets[fam], partial(self._add, addr=addr, fam=fam, seconds=seconds))
@@ -123,7 +131,8 @@ class IpsetEnforcer:
     def _add(self, nl: IPSet, addr: str, fam: int, seconds: int) -> None:
         # exclusive=False leaves out NLM_F_EXCL: the kernel's "-exist" mode,
         # which overwrites the timeout of an entry that is already there.
-        nl.add(self.sets[fam], addr, family=_AF[fam], timeout=seconds, exclusive=False)
+        nl.add(self.sets[fam], addr, family=_AF[fam], timeout=seconds, exclusive=False,
+               etype=self._etype)
 
     def delete(self, ip: str) -> bool:
         """Unban `ip`; False if it was not banned."""
@@ -132,7 +141,7 @@ class IpsetEnforcer:
 
     def _delete(self, nl: IPSet, addr: str, fam: int) -> bool:
         try:
-            nl.delete(self.sets[fam], addr, family=_AF[fam])
+            nl.delete(self.sets[fam], addr, family=_AF[fam], etype=self._etype)
         except IPSetError as exc:
             if exc.code == IPSET_ERR_EXIST:  # "it's not added"
                 return False
@@ -140,11 +149,11 @@ class IpsetEnforcer:
         return True
 
     def entries(self) -> dict[str, int]:
-        """Every ban in both sets: ip -> remaining seconds."""
+        """Every ban in both sets: ip (or CIDR) -> remaining seconds."""
         out: dict[str, int] = {}
         for name in self.sets.values():
             msgs = self._call("list", name, lambda nl, n=name: tuple(nl.list(n)))
-            out.update(_members(msgs))
+            out.update(_members(msgs, self.stype == NET_TYPE))
         return out
 
     def count(self) -> int:
@@ -172,6 +181,9 @@ class IpsetEnforcer:
 
     def _target(self, ip: str) -> tuple[str, int]:
         try:
+            if self.stype == NET_TYPE:
+                net = parse_network(ip)
+                return net, family(net.partition("/")[0])
             addr = parse_ip(ip)
         except ValueError as exc:
             raise InvalidAddress(str(exc)) from None
@@ -216,9 +228,9 @@ class IpsetEnforcer:
         head = self._header(name)
         kind = head.get_attr("IPSET_ATTR_TYPENAME")
         af = head.get_attr("IPSET_ATTR_FAMILY")
-        if kind != SET_TYPE or af != _AF[fam] or "IPSET_ATTR_TIMEOUT" not in _data(head):
+        if kind != self.stype or af != _AF[fam] or "IPSET_ATTR_TIMEOUT" not in _data(head):
             raise EnforceError(
-                f"existing ipset {name} is not {SET_TYPE} family "
+                f"existing ipset {name} is not {self.stype} family "
                 f"{'inet' if fam == 4 else 'inet6'} with timeout support; destroy or rename it"
             )
 
@@ -228,8 +240,9 @@ def _data(msg: Any) -> dict[str, Any]:
     return {} if data is None else {attr[0]: attr[1] for attr in data["attrs"]}
 
 
-def _members(msgs: tuple[Any, ...]) -> Iterator[tuple[str, int]]:
-    """(ip, timeout) pairs from a list dump, which may span several messages."""
+def _members(msgs: tuple[Any, ...], nets: bool = False) -> Iterator[tuple[str, int]]:
+    """(ip, timeout) pairs from a list dump, which may span several messages;
+    with `nets`, (CIDR, timeout)."""
     for msg in msgs:
         adt = msg.get_attr("IPSET_ATTR_ADT")
         if adt is None:
@@ -241,7 +254,11 @@ def _members(msgs: tuple[Any, ...]) -> Iterator[tuple[str, int]]:
             ip = ip_attr.get_attr("IPSET_ATTR_IPADDR_IPV4") or ip_attr.get_attr(
                 "IPSET_ATTR_IPADDR_IPV6"
             )
-            yield parse_ip(ip), int(entry.get_attr("IPSET_ATTR_TIMEOUT") or 0)
+            if nets:
+                ip = parse_network(f"{ip}/{entry.get_attr('IPSET_ATTR_CIDR')}")
+            else:
+                ip = parse_ip(ip)
+            yield ip, int(entry.get_attr("IPSET_ATTR_TIMEOUT") or 0)
 
 
 def _one_line(exc: NetlinkError) -> str:

@@ -6,6 +6,7 @@ One chain of our own per family, hooked from INPUT by a single jump:
     -m addrtype --src-type LOCAL ACCEPT (live.whitelist_local; IPv6 drops spoofed ones first)
     -s <whitelist CIDR> ACCEPT         (engine.whitelist, this family only)
     -m set --match-set <ban set> src DROP   (bans never reach userspace)
+    -m set --match-set <net set> src DROP   (CrowdSec Range decisions, when configured)
     <connection_rules()>               (connections blocked or bypassed by the daemon)
     <ct_rules()>                       (conntrack state into the packet mark)
     -j NFQUEUE --queue-num N --queue-bypass (passes traffic while no daemon is bound)
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ips_inline.config import LiveConfig
 from ips_inline.enforce.addr import parse_network
-from ips_inline.enforce.ipset import EnforceError, IpsetEnforcer, check_set_name
+from ips_inline.enforce.ipset import NET_TYPE, EnforceError, IpsetEnforcer, check_set_name
 from ips_inline.packet import conntrack as ct
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
@@ -76,13 +77,19 @@ class RuleSet:
         whitelist: Iterable[str] = (),
         run: Runner = run_argv,
         sets: Callable[[], IpsetEnforcer] | None = None,
+        net_sets: tuple[str, str] | None = None,
+        nets: Callable[[], IpsetEnforcer] | None = None,
     ) -> None:
         self.live = live
         self.chain = _check_chain(live.chain)
         self.ban_sets = {4: check_set_name(live.set_v4), 6: check_set_name(live.set_v6)}
+        # hash:net sets of CrowdSec Range decisions (v4, v6), dropped beside the ban sets.
+        self.net_sets = ({4: check_set_name(net_sets[0]), 6: check_set_name(net_sets[1])}
+                         if net_sets else {})
         self.whitelist = _split_whitelist(whitelist)
         self._run = run
         self._sets = sets or (lambda: IpsetEnforcer(live.set_v4, live.set_v6, live.maxelem))
+        self._nets = nets or (lambda: IpsetEnforcer(*net_sets, live.maxelem, stype=NET_TYPE))
 
     # -- pure: the commands ------------------------------------------------------
 
@@ -162,10 +169,18 @@ class RuleSet:
             specs += [["-p", "ipv6-icmp", "--icmpv6-type", t, "-j", "ACCEPT"] for t in _ND_TYPES]
         specs += [["-s", cidr, "-j", "ACCEPT"] for cidr in self.whitelist[fam]]
         specs.append(["-m", "set", "--match-set", self.ban_sets[fam], "src", "-j", "DROP"])
+        if self.net_sets:
+            specs.append(self._net_drop(fam))
         specs += self.connection_rules(fam)
         specs += self.ct_rules(fam)
         specs.append(["-j", "NFQUEUE", *self._queue_args(), "--queue-bypass"])
         return specs
+
+    def _all_sets(self) -> tuple[Callable[[], IpsetEnforcer], ...]:
+        return (self._sets, self._nets) if self.net_sets else (self._sets,)
+
+    def _net_drop(self, fam: int) -> list[str]:
+        return ["-m", "set", "--match-set", self.net_sets[fam], "src", "-j", "DROP"]
 
     def _queue_args(self) -> list[str]:
         """One queue, or one per worker: --queue-balance hashes the address
@@ -210,8 +225,9 @@ class RuleSet:
 
     def install(self) -> None:
         """Sets, chain, rules and jump; running it again changes nothing."""
-        with self._sets() as sets:
-            sets.ensure_sets()  # the DROP rule cannot reference a missing set
+        for make in self._all_sets():
+            with make() as sets:
+                sets.ensure_sets()  # the DROP rule cannot reference a missing set
         for fam, tool in TOOLS.items():
             if not self._chain_exists(fam):
                 self._check([tool, "-w", "-N", self.chain])
@@ -228,12 +244,20 @@ class RuleSet:
                 self._check([tool, "-w", "-F", self.chain])
                 self._check([tool, "-w", "-X", self.chain])
         if destroy_sets:
-            with self._sets() as sets:
-                sets.destroy_sets()  # only now: a set referenced by a rule is busy
+            for make in self._all_sets():
+                with make() as sets:
+                    sets.destroy_sets()  # only now: a set referenced by a rule is busy
 
     def installed(self) -> bool:
-        """True when the INPUT jump is present in both iptables and ip6tables."""
-        return all(self._jump_present(fam) for fam in TOOLS)
+        """True when the INPUT jump is present in both iptables and ip6tables
+        (and the net sets' DROP rules, if configured)."""
+        return all(self._jump_present(fam) and self._net_drop_present(fam) for fam in TOOLS)
+
+    def _net_drop_present(self, fam: int) -> bool:
+        if not self.net_sets:
+            return True
+        return self._run([TOOLS[fam], "-w", "-C", self.chain, *self._net_drop(fam)]
+                         ).returncode == 0
 
     # -- internals -----------------------------------------------------------------
 

@@ -42,6 +42,14 @@ class BanStore:
             raise StoreError(f"state file {self.path}: {exc.strerror}") from None
 
     def load(self) -> Entries:
+        return _bans(self._load_doc())
+
+    def load_section(self, name: str) -> dict[str, Any]:
+        """Another top-level part of the file (e.g. "crowdsec"), {} if absent."""
+        part = self._load_doc().get(name)
+        return part if isinstance(part, dict) else {}
+
+    def _load_doc(self) -> dict[str, Any]:
         try:
             with open(self.path) as fh:
                 data = json.load(fh)
@@ -49,16 +57,17 @@ class BanStore:
             return {}
         except (OSError, ValueError) as exc:
             raise StoreError(f"state file {self.path} is unreadable: {exc}") from None
-        bans = data.get("bans", {}) if isinstance(data, dict) else {}
-        return {ip: e for ip, e in bans.items() if isinstance(e, dict) and "expires" in e}
+        return data if isinstance(data, dict) else {}
 
-    def _save(self, entries: Entries) -> None:
+    def _save(self, entries: Entries, doc: dict[str, Any] | None = None) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
         try:
             with os.fdopen(fd, "w") as fh:
                 _owned_like_dir(fh.fileno(), self.path.parent)
                 # One line: json's C encoder (indent= falls back to the Python one).
-                fh.write(json.dumps({"version": 1, "bans": entries}, sort_keys=True))
+                # Other sections of the file are kept as they are.
+                fh.write(json.dumps({**(doc or {}), "version": 1, "bans": entries},
+                                    sort_keys=True))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
@@ -67,12 +76,20 @@ class BanStore:
                 os.unlink(tmp)
             raise
 
-    def update(self, change: Callable[[Entries], Any]) -> Any:
-        """Read-modify-write under the lock; returns what `change` returns."""
+    def update(self, change: Callable[..., Any], section: str | None = None) -> Any:
+        """Read-modify-write under the lock; returns what `change` returns.
+        change(entries), or with `section` change(entries, that section's
+        dict), so a change to both is one atomic write."""
         with self._locked():
-            entries = self.load()
-            result = change(entries)
-            self._save(entries)
+            doc = self._load_doc()
+            entries = _bans(doc)
+            if section is None:
+                result = change(entries)
+            else:
+                part = doc.get(section)
+                doc[section] = part = part if isinstance(part, dict) else {}
+                result = change(entries, part)
+            self._save(entries, doc)
             return result
 
     def record_ban(self, ip: str, expires: float, detector: str, count: int) -> None:
@@ -106,6 +123,13 @@ class BanStore:
             return self.path.stat().st_mtime
         except OSError:
             return 0.0
+
+
+def _bans(doc: dict[str, Any]) -> Entries:
+    bans = doc.get("bans", {})
+    if not isinstance(bans, dict):
+        return {}
+    return {ip: e for ip, e in bans.items() if isinstance(e, dict) and "expires" in e}
 
 
 def _owned_like_dir(fd: int, directory: Path) -> None:

@@ -876,6 +876,7 @@ class _Multipart:
         self._tail = b""
         if self._fallback is None and self._epilogue is None and not self._started and self._pre:
             out = self._fail(b"", "framing")  # nothing but bytes before any part
+        self._pre = bytearray()  # (a closing delimiter with no part before it: nothing held)
         for inner in (self._fallback, self._epilogue):
             if inner is not None:
                 return out + inner.finish(cut)

@@ -47,6 +47,7 @@ class DaemonMetrics:
     bans_active: Callable[[], int | None] | None = None  # e.g. lambda: enforcer.active_count
     queues: tuple[int, ...] = ()  # NFQUEUE numbers this daemon binds (LiveConfig.queue_num)
     proc_path: str | Path = NFQUEUE_PROC
+    extra: Callable[[], Iterable[Metric]] | None = None  # more families, e.g. crowdsec's
 
 
 class IpsCollector:
@@ -73,6 +74,8 @@ class IpsCollector:
         yield from engine_families(data)
         yield from daemon_families(self.daemon, data)
         yield from queue_families(self.daemon)
+        if self.daemon.extra is not None:
+            yield from self.daemon.extra()
         yield _gauge("ips_inline_build_info", "ips-inline version in a label; always 1",
                      "version", {__version__: 1})
 

@@ -92,7 +92,7 @@ class StreamMemory:
 class Flow:
     __slots__ = ("seen", "start", "src", "sport", "established", "handshake", "blocked",
                  "bypassed", "packets", "next_seq", "pending", "http", "request", "tail", "mem",
-                 "picked", "lost")
+                 "picked", "lost", "fresh")
 
     def __init__(self, src: bytes, sport: int, now: float, next_seq: int, handshake: bool,
                  mem: StreamMemory | None = None) -> None:
@@ -112,6 +112,7 @@ class Flow:
         self.mem = mem if mem is not None else StreamMemory()
         self.picked = False  # picked up mid-stream: where its stream stands is unknown
         self.lost = False  # forgotten before while blocked or mid-request
+        self.fresh = False  # a new connection whose handshake was just proven (once)
 
     def from_initiator(self, pkt: Packet) -> bool:
         return pkt.src == self.src and pkt.sport == self.sport
@@ -325,7 +326,7 @@ class FlowTable:
             # The initiator's ACK completes the handshake, and the kernel says it
             # is the valid one: only now does the connection take a proven slot.
             self._remove_syn(key)
-            flow.established = flow.handshake = True
+            flow.established = flow.handshake = flow.fresh = True
             self.est.put(key, flow)
         return flow
 
