@@ -29,11 +29,11 @@ from .enforce.live import BanFailures, LiveEnforcer
 from .enforce.store import BanStore, StoreError
 from .engine import Engine
 from .errors import DaemonError, UserError
-from .eve import AlertBudget, JsonLines
+from .eve import AlertBudget, InterfaceNames, JsonLines
 from .latency import LatencyHistogram
 from .metrics import DaemonMetrics, IpsCollector, MetricsError, serve, snapshot
 from .signals import handle_signals
-from .sources.nfqueue import WAIT_MAX, Marks, QueueError, QueueSource, make_callback
+from .sources.nfqueue import WAIT_MAX, Current, Marks, QueueError, QueueSource, make_callback
 from .warm import Warmer
 
 log = logging.getLogger("ips_inline")
@@ -141,8 +141,10 @@ class Daemon:
     def run(self) -> int:
         live = self.cfg.live
         marks = Marks(live.bypass_mark, live.ack_bypass_mark, live.block_mark, live.ct_mark)
+        current, names = Current(), InterfaceNames()
+        self.engine.get_iface = lambda: names.name(current.indev())  # alerts only
         callback = make_callback(self.engine.process, self.latency.observe, marks,
-                                 self.source.batch, self.cfg.metrics.latency_sample)
+                                 self.source.batch, self.cfg.metrics.latency_sample, current)
         try:
             self.source.bind(callback)
         except QueueError as exc:

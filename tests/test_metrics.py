@@ -332,3 +332,15 @@ def test_fragments_and_truncated_packets_are_exported(harness: Harness, proc_fil
     samples = scrape(full_registry(harness, proc_file))
     assert value(samples, "ips_inline_defrag_total", event="fragments") == len(pieces) > 1
     assert value(samples, "ips_inline_truncated_total") == 1
+
+
+def test_rules_loaded_is_a_gauge_of_one_engines_rules() -> None:
+    """Every worker loads the same rules: two engines still report one ruleset."""
+    engines = [Harness().engine, Harness().engine]
+    registry = CollectorRegistry()
+    registry.register(IpsCollector(lambda: engines))
+    samples = scrape(registry)
+    loaded = engines[0].ruleset.loaded
+    assert loaded > 0
+    assert value(samples, "ips_inline_rules_loaded", result="ok") == loaded
+    assert value(samples, "ips_inline_rules_loaded", result="skipped") == 0

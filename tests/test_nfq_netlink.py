@@ -13,7 +13,7 @@ import pytest
 
 from ips_inline.engine import ACCEPT, BLOCK, BYPASS, BYPASS_ACKS, DROP
 from ips_inline.sources import nfq_netlink as nl
-from ips_inline.sources.nfqueue import Marks, VerdictBatch, make_callback
+from ips_inline.sources.nfqueue import Current, Marks, VerdictBatch, make_callback
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little",
                                    reason="expected bytes spell host-order headers little-endian")
@@ -156,6 +156,7 @@ class FakePacket:
         self.payload = payload
         self.mark = 0
         self.log = log
+        self.indev = 7
 
     def get_payload(self) -> bytes:
         return self.payload
@@ -230,6 +231,15 @@ def test_connection_verdicts_without_their_mark_fall_back() -> None:
     for packet_id, payload in enumerate([b"b", b"q", b"k"], start=1):
         callback(FakePacket(packet_id, payload, log))
     assert log == [("accept", 1), ("accept", 2), ("drop", 3)]
+
+
+def test_the_packet_being_judged_is_known_for_its_input_interface() -> None:
+    current = Current()
+    seen: list[int] = []
+    callback = make_callback(lambda _p, _n, _s: seen.append(current.indev()) or ACCEPT,
+                             lambda _dt: None, Marks(), None, 1, current)
+    callback(FakePacket(1, b"a", []))
+    assert seen == [7] and Current().indev() == 0
 
 
 def test_the_conntrack_state_comes_from_the_mark() -> None:

@@ -81,6 +81,7 @@ class IpsCollector:
 
 
 def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:
+    yield from rules_families(data)
     packets = CounterMetricFamily("ips_inline_packets_total", "Packets by verdict and reason",
                                   labels=["verdict", "reason"])
     counts = data.get("packets", {})
@@ -153,6 +154,18 @@ def queue_families(daemon: DaemonMetrics) -> Iterator[Metric]:
     yield CounterMetricFamily("ips_inline_queue_packets_total",
                               "Packets queued to the daemon (kernel id sequence)",
                               value=queue.id_sequence)
+
+
+def rules_families(data: Mapping[str, Any]) -> Iterator[Metric]:
+    engines = data.get("engines", 0)
+    loaded = data.get("rules_loaded", {})
+    yield _gauge("ips_inline_rules_loaded", "Rules of the rules detector: loaded, and "
+                 "skipped for a keyword or shape not supported", "result",
+                 {k: loaded.get(k, 0) // max(engines, 1) for k in ("ok", "skipped")})
+    yield CounterMetricFamily("ips_inline_rules_budget_exhausted_total",
+                              "Rule evaluations cut short by their backtracking budget "
+                              "(counted as no match)",
+                              value=data.get("rules_budget_exhausted", 0))
 
 
 def _counter(name: str, doc: str, label: str, values: Mapping[str, float],

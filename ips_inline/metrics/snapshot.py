@@ -54,6 +54,7 @@ class EngineLike(Protocol):
     stats: StatsLike
     bans: BanCountsLike
     defrag: DefragLike
+    ruleset: Any  # rules.RuleSet | None
 
     def tables(self) -> list[Any]: ...
 
@@ -89,6 +90,13 @@ def snapshot(engine: EngineLike, latency: LatencyHistogram | None = None) -> Sna
         # nears engine.max_sources when a spoofed flood fills the tables.
         "tracked_sources": max((len(t) for t in tables if t.name not in FLOW_TABLES), default=0),
     }
+    rules = getattr(engine, "ruleset", None)
+    if rules is not None:
+        # Gauges of the loaded rules, the same in every engine: merge sums them
+        # over engines, and the collector divides by "engines".
+        snap["engines"] = 1
+        snap["rules_loaded"] = {"ok": rules.loaded, "skipped": len(rules.skipped)}
+        snap["rules_budget_exhausted"] = rules.budget_exhausted
     if latency is not None:
         snap["verdict_seconds"] = latency.snapshot()
     return snap

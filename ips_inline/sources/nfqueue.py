@@ -130,9 +130,23 @@ def _repeat_marks(marks: Marks) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(repeat[v] for v in order), tuple(plain[v] for v in order)
 
 
+class Current:
+    """The packet being judged, for what the engine asks about it only now and
+    then (the input interface, for an alert): one store per packet."""
+
+    __slots__ = ("pkt",)
+
+    def __init__(self) -> None:
+        self.pkt: Packet | None = None
+
+    def indev(self) -> int:
+        return self.pkt.indev if self.pkt is not None else 0
+
+
 def make_callback(process: Callable[[bytes, float, int], int],
                   observe: Callable[[float], None], marks: Marks,
-                  batch: VerdictBatch | None = None, sample: int = 1) -> Callable:
+                  batch: VerdictBatch | None = None, sample: int = 1,
+                  current: Current | None = None) -> Callable:
     """The per-packet hot path: bytes, wall time and conntrack state in,
     verdict out.
 
@@ -148,6 +162,7 @@ def make_callback(process: Callable[[bytes, float, int], int],
     clock = time.time
     repeat_mark, plain = _repeat_marks(marks)
     shift = marks.ct_shift
+    here = current if current is not None else Current()
 
     def single(pkt: Packet, verdict: int) -> None:
         mark = repeat_mark[verdict]
@@ -165,6 +180,7 @@ def make_callback(process: Callable[[bytes, float, int], int],
         def on_packet(pkt: Packet) -> None:
             nonlocal left
             start = clock()  # the engine's time and the latency start: one read
+            here.pkt = pkt
             try:
                 verdict = process(pkt.get_payload(), start, (pkt.get_mark() >> shift) & 7)
             except BaseException:  # the engine never raises; this is the last guard
@@ -183,6 +199,7 @@ def make_callback(process: Callable[[bytes, float, int], int],
     def on_packet_batched(pkt: Packet) -> None:
         nonlocal left
         start = clock()
+        here.pkt = pkt
         try:
             verdict = process(pkt.get_payload(), start, (pkt.get_mark() >> shift) & 7)
         except BaseException:
