@@ -69,14 +69,14 @@ def test_prints_the_table(tiny_run: Run) -> None:
     out = tiny_run.stdout
     assert out.startswith("machine: ")
     for section in ("queue drain", "banned source flood", "latency", "daemon peak RSS",
-                    "bulk TCP"):
+                    "bulk TCP", "rules: HTTP conversations"):
         assert f"-- {section}" in out, out
     for row in ("C libnetfilter_queue accept-all", "Python NetfilterQueue accept-all",
                 "ips-inline x1, clean UDP", "C accept-all, HTTP conversations",
                 "ips-inline x1, HTTP conversations", "ips-inline x2 (--queue-balance), HTTP",
                 "x1, clean UDP", "x1, attack mix", "reached the daemon", "added by ips-inline",
                 "added by ips-inline, live.warm_interval = 0", "ips-inline CPU while idle",
-                "iperf3 upload, conntrack only"):
+                "iperf3 upload, conntrack only", "1,000 generated rules"):
         assert row in out, out
 
 

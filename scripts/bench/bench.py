@@ -40,6 +40,7 @@ import consumers  # noqa: E402
 import drain  # noqa: E402
 import mixes  # noqa: E402
 import probes  # noqa: E402
+import rules_rate  # noqa: E402
 import suricata  # noqa: E402
 from benchlab import BenchError, BenchLab  # noqa: E402
 from consumers import Ips, IpsSettings  # noqa: E402
@@ -63,16 +64,17 @@ class Plan:
     rss_flood: int = 1000000
     rss_seconds: float = 40.0
     budget: int = 900  # seconds for the whole run
+    rules_seconds: float = 3.0  # per rule count, in process
 
 
 TINY = Plan(packets=3000, reps=1, rounds=10, bulk_seconds=1.0, banned_flood=5000,
-            rss_flood=5000, rss_seconds=5.0, budget=300)
+            rss_flood=5000, rss_seconds=5.0, budget=300, rules_seconds=0.3)
 
 
 BACKGROUND_PPS = 1000  # per consumer in the busy latency run: a packet every ms
 IDLE_CPU_SECONDS = 5.0
 # the drain tests; latency, bulk, banned flood and RSS; the latency rounds alone
-PARTS = ("drains", "live", "latency")
+PARTS = ("drains", "live", "latency", "rules")
 CLEAN_MIXES = ("udp", "tcp", "http")
 DRAIN_MIXES = (*CLEAN_MIXES, "attack")
 # The drain table: per mix, (consumer, row label); the key is drain.CONSUMER.MIX.
@@ -619,6 +621,18 @@ class Render:
         self.latency()
         self.rss()
         self.bulk()
+        self.rules()
+
+    def rules(self) -> None:
+        rates = self.res.get("rules")
+        if rates is None:
+            return
+        self.r.section("rules: HTTP conversations through the engine in process (SYN, ACK, a "
+                       "browser-like GET, FIN), shipped rules plus generated ones")
+        base = rates[0]
+        for count, rate in rates.items():
+            self.r.add(Row(f"{count:,} generated rules", f"{rate:,.0f} req/s",
+                           f"{rate / base:.2f}x" if base else "", "", "vs no generated rules"))
 
 
 # -- running -------------------------------------------------------------------------
@@ -703,6 +717,11 @@ def cleanup(lab: BenchLab, tmp: Path, bench: Bench) -> int:
 
 
 def execute(bench: Bench, lab: BenchLab, parts: set[str]) -> None:
+    if "rules" in parts:  # in process: before the lab, on a quiet machine
+        log("rules: requests/s with 0, 100, 1000 generated rules")
+        bench.results["rules"] = rules_rate.measure(bench.plan.rules_seconds)
+    if not parts - {"rules"}:
+        return
     bench.build()
     log("lab up")
     lab.up()
