@@ -254,11 +254,16 @@ def preflight(cfg: Config) -> None:
     if not has_net_admin():
         raise DaemonError("needs root or CAP_NET_ADMIN to bind NFQUEUE and manage ipsets")
     try:
-        installed = RuleSet(cfg.live, cfg.engine.whitelist, net_sets=net_sets(cfg)).installed()
+        rules = RuleSet(cfg.live, cfg.engine.whitelist, net_sets=net_sets(cfg))
+        installed = rules.installed()
+        outdated = rules.outdated() if installed else []
     except RuleError as exc:
         raise DaemonError(str(exc)) from None
     if not installed:
         raise DaemonError("rules are not installed: run `ips-inline install-rules` first")
+    if outdated:
+        raise DaemonError(f"the {cfg.live.chain} chain is not this version's ({len(outdated)} "
+                          f"rules missing, e.g. `{outdated[0]}`): run `ips-inline install-rules`")
 
 
 def run(cfg: Config, cfg_path: str | None) -> int:

@@ -390,3 +390,15 @@ def test_missing_tool_is_rule_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(RuleError, match="iptables: cannot run"):
         RuleSet(LiveConfig(), sets=FakeSets()).installed()  # type: ignore[arg-type]
+
+
+def test_a_chain_of_an_older_version_is_outdated() -> None:
+    """The jump alone is no proof: a chain without the conntrack rules would
+    leave the engine without the kernel's state; the daemon refuses it."""
+    xt, sets = FakeXtables(), FakeSets()
+    rules = make(xt, sets)
+    rules.install()
+    assert rules.outdated() == []
+    mark_new = next(s for s in xt.chains["iptables"]["IPS_INLINE"] if "NEW" in s)
+    xt.chains["iptables"]["IPS_INLINE"].remove(mark_new)
+    assert rules.outdated() == ["iptables " + " ".join(mark_new)]

@@ -253,6 +253,17 @@ class RuleSet:
         (and the net sets' DROP rules, if configured)."""
         return all(self._jump_present(fam) and self._net_drop_present(fam) for fam in TOOLS)
 
+    def outdated(self) -> list[str]:
+        """The rules of this version missing from the chain (an older or edited
+        chain), as `tool rule` strings; [] when every one is there. Without
+        the conntrack rules the engine would see no kernel state at all."""
+        missing = []
+        for fam, tool in TOOLS.items():
+            for spec in self.rule_specs(fam):
+                if self._run([tool, "-w", "-C", self.chain, *spec]).returncode != 0:
+                    missing.append(f"{tool} {' '.join(spec)}")
+        return missing
+
     def _net_drop_present(self, fam: int) -> bool:
         if not self.net_sets:
             return True
