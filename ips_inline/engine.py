@@ -34,6 +34,7 @@ from .detectors.base import Signature
 from .detectors.rules import RulesHttp
 from .eve import Cause, EventSink, alert_record, ban_record, unban_record
 from .http.clean import CleanValues
+from .http.request import inert
 from .http.stream import END, HEAD, NOT_HTTP, HttpError, HttpRequest, HttpStream
 from .packet import conntrack as ct
 from .packet.decode import (
@@ -379,7 +380,7 @@ class Engine:
 
     def _inspect_request(self, request: HttpRequest, parts: list, pkt: Packet, flow: Flow,
                          now: float) -> int:
-        parts = self._clean.unseen(parts)
+        parts = self._clean.unseen([p for p in parts if not inert(p[0])])
         if not parts:
             return CLEAN
         request.select(parts)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from conftest import Harness
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packets import CLIENT, Conn, http_get
 
 from ips_inline.http.clean import CleanValues
@@ -51,3 +54,32 @@ def test_a_reload_forgets_what_was_clean(harness) -> None:
     assert len(harness.engine._clean) > 0
     harness.engine.reconfigure(harness.cfg)
     assert len(harness.engine._clean) == 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "Z", "0", "9", "_", "-", ".", "..", "ini", "INI",
+                                 "win", "boot", "etc", "passwd", "or", "1", "union",
+                                 "select", "script", "id", "cat"]), max_size=8).map("".join))
+def test_inert_values_are_values_no_payload_detector_fires_on(text: str) -> None:
+    """The engine skips inert values before the payload detectors: for any of
+    them, every detector must stay quiet on the value alone."""
+    from ips_inline.http.request import HttpRequest, inert
+
+    if not text or not inert(text):
+        return
+    h = Harness()
+    req = HttpRequest(b"GET / HTTP/1.1")
+    req.select([(text, True), (text, False)])
+    flow = type("F", (), {"request": req})()
+    for det in h.engine._payload:
+        assert det.inspect(None, flow, 0.0) is None, (det.name, text)
+
+
+def test_what_is_not_inert() -> None:
+    from ips_inline.http.request import inert
+
+    for text in ("win.ini", "BOOT.INI", "..", "a..b", "1;", "a b", "x'", "%27", "a+b", "a/b",
+                 "<b>", "&amp;", "a=b"):
+        assert not inert(text), text
+    for text in ("page", "24", "9a9a80fdea7b5bf5", "GA1.1.8891869609", "en-US", "a_b"):
+        assert inert(text), text

@@ -90,18 +90,32 @@ def windows(text: str, plus: bool, size: int = MAX_VALUE,
     return [(text[i:i + size], plus) for i in range(0, len(text) - overlap, step)]
 
 
+_INERT = re.compile(r"[A-Za-z0-9_.\-]*").fullmatch
+
+
+def inert(text: str) -> bool:
+    """A value no payload detector can fire on: ASCII letters, digits and
+    `_ - .` only (no quote, bracket, slash, percent, entity, operator or white
+    space), no `..` step and no `.ini` name. Most parameter names, numbers,
+    ids and tokens are; skipping them skips their decoding and detectors."""
+    if not _INERT(text):
+        return False
+    return "." not in text or ".." not in text and ".ini" not in text.lower()
+
+
 def param_parts(query: str, plus: bool = True) -> list[Part]:
     """`a=1&b=2`: every name and value (a lone name can carry the payload,
     `?1'+OR+'1'='1=asc`), and the whole string (attacks span parameters)."""
     if not query:
         return []
     out: list[Part] = []
+    big = len(query) > MAX_VALUE
     for piece in query.split("&"):
         name, sep, value = piece.partition("=")
         if name:
-            out += windows(name, plus)
+            out += windows(name, plus) if big else [(name, plus)]
         if sep and value:
-            out += windows(value, plus)
+            out += windows(value, plus) if big else [(value, plus)]
     if "&" in query or "=" in query:
         out += windows(query, plus)
     return out
@@ -109,12 +123,13 @@ def param_parts(query: str, plus: bool = True) -> list[Part]:
 
 def cookie_parts(value: str) -> list[Part]:
     out: list[Part] = []
+    big = len(value) > MAX_VALUE
     for piece in value.split(";"):
         name, sep, val = piece.strip(_WS).partition("=")
         if name:
-            out += windows(name, False)
+            out += windows(name, False) if big else [(name, False)]
         if sep and val:
-            out += windows(val, False)
+            out += windows(val, False) if big else [(val, False)]
     return out + windows(value, False)
 
 
