@@ -14,7 +14,7 @@ RUN_DIR=/run/ips-inline-lab
 EVE=$(sed -n 's/^eve_path *= *"\(.*\)"/\1/p' "$CONFIG")
 # Which detector must ban which attack source (scenario.sh's source numbering).
 declare -A EXPECT=([31]=icmp_flood [32]=syn_flood [33]=port_scan [34]=null_scan
-                   [35]=fin_scan [36]=xmas_scan [37]=sqli [38]=any)
+                   [35]=fin_scan [36]=xmas_scan [37]=sqli [38]=any [40]=rules)
 
 step() { printf '\n== %s\n' "$*"; }
 cleanup() { # shellcheck disable=SC2317  # runs from the EXIT trap

@@ -11,7 +11,7 @@
 #                          the source is now cut off; exit 1 if one got through.
 #   scenario.sh attack NAME  one attack alone (the end-to-end tests use this):
 #                          icmp_flood syn_flood scan_syn scan_null scan_fin
-#                          scan_xmas sqli sqlmap
+#                          scan_xmas sqli sqlmap scanner
 #
 # Environment: VICTIM (IPv4 of the victim), ATTACK_NET (the /24 prefix, e.g.
 # 10.77.11), IFACE (default eth0), SCENARIO_DIR (shared between roles; default
@@ -68,7 +68,7 @@ before() {
 
 add_sources() {
     local n s
-    for n in 31 32 33 34 35 36 37 38; do
+    for n in 31 32 33 34 35 36 37 38 40; do
         s=$(src "$n")
         # A here-string, not `ip | grep -q`: grep quitting early makes ip die of
         # SIGPIPE, and pipefail turns a found address into "absent".
@@ -152,9 +152,12 @@ sqlmap_attack() {
         return
     fi
     # sqlmap cannot choose a source address: route the victim through this one.
+    # A browser's User-Agent (--random-agent): sqlmap's own is stopped at its first
+    # request by the shipped scanner rule (the scanner attack below), before any SQL.
     ip route replace "$VICTIM/32" dev "$IFACE" src "$s"
     out=$(timeout 120 sqlmap -u "$URL/item?id=1" --batch --flush-session --timeout 3 \
-        --retries 0 --technique=BEU --disable-coloring --output-dir "$SCENARIO_DIR/sqlmap" 2>&1)
+        --retries 0 --technique=BEU --random-agent --disable-coloring \
+        --output-dir "$SCENARIO_DIR/sqlmap" 2>&1)
     ip route del "$VICTIM/32" dev "$IFACE" src "$s" 2>/dev/null || true
     if grep -q "identified the following injection point" <<<"$out"; then
         say "MISSED   sqlmap found the injection on /item"
@@ -162,6 +165,17 @@ sqlmap_attack() {
     else
         verdict "SQL injection (sqlmap --batch)" "$s" "sqlmap found no injection point"
     fi
+}
+
+scanner() {
+    local s answered=0 i
+    s=$(src 40)
+    before "$s"
+    for i in 1 2 3 4; do  # a scanner's requests, told by its User-Agent (shipped rules)
+        curl -s -o /dev/null -m 3 --interface "$s" -A "sqlmap/1.7.2#stable (https://sqlmap.org)" \
+            "$URL/page$i" && answered=$((answered + 1))
+    done
+    verdict "scanner by User-Agent (curl -A sqlmap/1.7, 4 requests)" "$s" "$answered of 4 answered"
 }
 
 attacker() {
@@ -175,6 +189,7 @@ attacker() {
     scan -sX "Xmas scan" 36
     sqli
     sqlmap_attack
+    scanner
     sleep 2
     touch "$SCENARIO_DIR/stop" # the story is over: the client stops and reports
     return "$FAILED"
@@ -192,6 +207,7 @@ one_attack() {
         scan_xmas) scan -sX "Xmas scan" 36 ;;
         sqli) sqli ;;
         sqlmap) sqlmap_attack ;;
+        scanner) scanner ;;
         *)
             echo "unknown attack: $1" >&2
             exit 2
