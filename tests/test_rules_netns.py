@@ -156,45 +156,46 @@ def route_from(lab: Lab, src: str) -> Iterator[None]:
         lab.exec("attacker", ["ip", "route", "del", *route], check=False)
 
 
-def connections_from(sshd: Sshd, ip: str) -> int:
-    return sum(f"Connection from {ip} port" in line for line in sshd.log.read_text().splitlines())
-
-
 # -- brute force ----------------------------------------------------------------------------------
 def test_hydra_against_sshd_is_banned_by_brute_force_within_its_threshold(
         lab: Lab, sshd: Sshd, victim: Victim, tmp_path: Path) -> None:
     """hydra -t 4 with a 40-word list (the password is not in it), 3 tries
     per connection: each of its SSH connections completes the handshake, so
     the kernel proves each; past 10 in 60 s the source is banned, its later
-    connects fail, the rest of the list is never tried, and hydra ends
-    (bounded by -w and a timeout)."""
+    connects fail and the rest of the list is never tried. hydra, left
+    waiting on connections that go nowhere, is stopped 3 s after the ban."""
     words = tmp_path / "words.txt"
     words.write_text(WORDLIST)
     assert len(WORDLIST.split()) == 40
     with attacker_sources(lab, 51) as (src,), route_from(lab, src):
         start = time.monotonic()
-        res = lab.exec("attacker", ["timeout", "60", "hydra", "-l", USER, "-P", str(words),
-                                    "-t", str(HYDRA_TASKS), "-I", "-f", "-w", "5",
-                                    f"ssh://{lab.victim4}:{SSH_PORT}"],
-                       cwd=tmp_path, check=False, timeout=80)
-        took = time.monotonic() - start
-        later = probe(lab, "attacker", "ssh-banners", lab.victim4, str(SSH_PORT),
-                      "--source", src, "--timeout", "2", "--count", "1")
-    reached = connections_from(sshd, src)
-    tried = sum(f"Failed password for {USER} from {src} " in line
-                for line in sshd.log.read_text().splitlines())
-    print(f"hydra exit {res.returncode} after {took:.1f} s; {reached} connections reached "
-          f"sshd, {tried} passwords tried; later connect: {later}\n{res.stdout[-600:]}")
-    assert "valid password found" not in res.stdout.replace("0 valid password found", "")
-    assert victim.bans().get(src) == "brute_force"
+        hydra = lab.popen("attacker", ["timeout", "40", "hydra", "-l", USER, "-P", str(words),
+                                       "-t", str(HYDRA_TASKS), "-I", "-f", "-w", "5",
+                                       f"ssh://{lab.victim4}:{SSH_PORT}"],
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+        try:
+            wait_until(lambda: victim.bans().get(src) == "brute_force", 30, "the ban")
+            to_ban = time.monotonic() - start
+            time.sleep(3)  # what hydra still gets through after the ban: nothing
+            later = probe(lab, "attacker", "ssh-banners", lab.victim4, str(SSH_PORT),
+                          "--source", src, "--timeout", "2", "--count", "1")
+        finally:
+            lab.kill(hydra)
+    output = hydra.stdout.read() if hydra.stdout else ""
+    lines = sshd.log.read_text().splitlines()
+    reached = sum(f"Connection from {src} port" in line for line in lines)
+    tried = sum(f"Failed password for {USER} from {src} " in line for line in lines)
+    print(f"hydra banned after {to_ban:.1f} s; {reached} connections reached sshd, "
+          f"{tried} passwords tried; later connect: {later}\n{output[-400:]}")
+    assert "login:" not in output  # hydra's line for a password found
     assert later[0].startswith("error"), later
     # The 11th proven connection is dropped at its final ACK (sshd never
     # accepts it) and bans: 10 reached sshd, and the list was cut short.
     assert reached == BRUTE_THRESHOLD, reached
     assert tried < 40
-    assert took < 61
-    alerts = [a for a in alerts_from(victim, src) if a["alert"]["metadata"]["detector"] == [
-        "brute_force"]]
+    alerts = [a for a in alerts_from(victim, src)
+              if a["alert"]["metadata"]["detector"] == ["brute_force"]]
     assert alerts and alerts[0]["dest_port"] == SSH_PORT
 
 
@@ -211,7 +212,7 @@ def test_a_normal_ssh_client_making_3_connections_is_not_banned(
         assert res.returncode == 0 and res.stdout.strip() == f"login-{i}", res.stderr
     banner = probe(lab, "client", "ssh-banners", lab.victim4, str(SSH_PORT), "--count", "1")
     assert banner[0].startswith("SSH-2.0-OpenSSH"), banner
-    assert connections_from(sshd, lab.client4) == 4
+    assert sshd.log.read_text().count(f"Connection from {lab.client4} port") == 4
     assert lab.client4 not in victim.bans()
     assert not alerts_from(victim, lab.client4)
 
@@ -234,10 +235,11 @@ def test_scanner_user_agents_are_blocked_by_the_shipped_rules_and_the_third_bans
     with attacker_sources(lab, 53) as (src,):
         assert answered(lab, "attacker", url, "--interface", src)
         for agent in SCANNER_AGENTS.values():
-            assert not answered(lab, "attacker", url, "--interface", src, "-A", agent), agent
+            assert not answered(lab, "attacker", url, "--interface", src, "-A", agent,
+                                timeout=2), agent
         time.sleep(1.0)  # the ban is applied off the verdict path
         banned = victim.bans().get(src)
-        cut_off = not answered(lab, "attacker", url, "--interface", src)
+        cut_off = not answered(lab, "attacker", url, "--interface", src, timeout=2)
     alerts = alerts_from(victim, src)
     assert [a["alert"]["signature_id"] for a in alerts] == list(SCANNER_AGENTS), alerts
     assert {a["alert"]["metadata"]["detector"][0] for a in alerts} == {"rules"}
@@ -252,7 +254,7 @@ def rules_file(victim: Victim) -> Path:
 
 def blocked_and_passed(lab: Lab, src: str, blocked: str, passed: str) -> tuple[bool, bool]:
     base = f"http://{lab.victim4}"
-    return (not answered(lab, "attacker", base + blocked, "--interface", src),
+    return (not answered(lab, "attacker", base + blocked, "--interface", src, timeout=2),
             answered(lab, "attacker", base + passed, "--interface", src))
 
 
