@@ -126,12 +126,15 @@ def test_a_forged_handshake_cannot_get_the_client_banned(lab: Lab, victim: Victi
     alerts = alerts_from(victim, lab.client4)
     print("alerts on the forged connections:", [
         (a["src_port"], a["alert"]["metadata"], a["alert"]["action"]) for a in alerts])
+    # Each forged GET is out of the victim's window (INVALID, dropped
+    # uninspected) or, once the victim's reset ended its conntrack entry, a
+    # picked-up connection the kernel never proved: inspected, blocked, and
+    # counted toward no ban. Which one depends on timing; neither bans.
     counted = [a for a in alerts if "offences" in a["alert"]["metadata"]]
     assert not counted, counted
-    # Where the victim's half-open connection stayed alive, the guessed ACK and
-    # the GET were out of its window: INVALID, dropped uninspected.
-    assert victim.metric("ips_inline_packets_total", verdict="drop",
-                         reason="invalid") >= invalid + 6
+    assert all(a["alert"]["action"] == "blocked" for a in alerts)
+    dropped = victim.metric("ips_inline_packets_total", verdict="drop", reason="invalid")
+    print(f"forged packets dropped as INVALID: {dropped - invalid:.0f}")
     assert answered(lab, "client", f"http://{lab.victim4}/")
     assert answered(lab, "client", f"http://{lab.victim4}/search?q=still+served")
 
