@@ -9,6 +9,13 @@ Endpoints:
                      the id is concatenated into the query, sqlite errors are returned as
                      500 with the error text. It exists only so that sqlmap has something
                      to find when no IPS is in the way. Lab use only, never expose it.
+  POST (any path)    reads the body (Content-Length, at most 64 MiB) and answers JSON:
+                     its byte count and SHA-256, and for multipart/form-data each part's
+                     name, filename, size and SHA-256, so a test can tell that an upload
+                     arrived whole.
+
+Empty lines before a request line are skipped, as RFC 9112 2.2 asks of servers
+(nginx and Apache do so): the lab's server parses what the ones we protect parse.
 
 One log line per request on stderr. Dual-stack by default: binds "::" with
 IPV6_V6ONLY off, so it answers on IPv4 and IPv6; --bind 10.x.y.z for IPv4 only.
@@ -19,7 +26,9 @@ IPV6_V6ONLY off, so it answers on IPv4 and IPv6; --bind 10.x.y.z for IPv4 only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
+import json
 import socket
 import sqlite3
 import sys
@@ -28,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 MAX_DOWNLOAD = 256 * 1024 * 1024
+MAX_UPLOAD = 64 * 1024 * 1024
+MAX_EMPTY_LINES = 8  # skipped before a request line
 CHUNK = 64 * 1024
 ITEMS = [
     (1, "widget", 9.99, "a small widget"),
@@ -89,8 +100,34 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def parse_request(self) -> bool:
+        # RFC 9112 2.2: a server SHOULD ignore at least one empty line received
+        # before the request line (the base class closes the connection).
+        for _ in range(MAX_EMPTY_LINES):
+            if self.raw_requestline not in (b"\r\n", b"\n"):
+                break
+            self.raw_requestline = self.rfile.readline(65537)
+        return super().parse_request()
+
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._send(411, "Content-Length required\n", "text/plain")
+            return
+        if not 0 <= length <= MAX_UPLOAD:
+            self._send(413, "body too large\n", "text/plain")
+            return
+        body = self.rfile.read(length)
+        answer = {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+                  "content_type": self.headers.get("Content-Type", "")}
+        boundary = multipart_boundary(answer["content_type"])
+        if boundary:
+            answer["parts"] = multipart_parts(body, boundary)
+        self._send(200, json.dumps(answer) + "\n", "application/json")
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -154,6 +191,37 @@ class Handler(BaseHTTPRequestHandler):
             for row in rows
         )
         self._send(200, f"<html><body><table>{cells}</table></body></html>\n")
+
+
+def multipart_boundary(ctype: str) -> bytes:
+    """The boundary of a multipart/form-data Content-Type (b"" if none)."""
+    kind, _, params = ctype.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        return b""
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip('"').encode("latin-1")
+    return b""
+
+
+def multipart_parts(body: bytes, boundary: bytes) -> list[dict[str, object]]:
+    """name, filename, size and SHA-256 of each part (RFC 7578 framing)."""
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        content = content.removesuffix(b"\r\n")
+        disposition = next((line for line in head.decode("latin-1").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), "")
+        fields = dict(p.strip().partition("=")[::2] for p in disposition.split(";")[1:])
+        parts.append({"name": fields.get("name", "").strip('"'),
+                      "filename": fields.get("filename", "").strip('"'),
+                      "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+    return parts
 
 
 class DualStackServer(ThreadingHTTPServer):
