@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .bans import BanManager, Whitelist
-from .config import Config
+from .config import Config, rule_variables
 from .detectors import Context, Detector, build, load_rules
 from .detectors.base import Signature
 from .detectors.rules import RulesHttp
@@ -78,7 +78,8 @@ SWEEP_INTERVAL = 5.0  # seconds of engine time between expiry sweeps
 _TCP_FLAG_BITS = 0x3F  # FIN..URG: what the TCP detectors look at (not ECE/CWR)
 _TCP_FLAG_COMBOS = _TCP_FLAG_BITS + 1
 # Why a stream could not be followed (besides HttpError reasons): metrics label values.
-STREAM_ERRORS = ("lost", "urgent", "truncated", "exception", "head_too_long", "desync",
+STREAM_ERRORS = ("lost", "mid_request", "urgent", "truncated", "exception", "head_too_long",
+                 "desync",
                  "bad_length", "conflicting_length", "length_and_chunked",
                  "bad_transfer_encoding", "chunk_size", "chunk_framing", "chunk_line",
                  "inspect_budget", "http2_cleartext", "proxy_header")
@@ -162,6 +163,7 @@ class Engine:
         self._payload = tuple(d for d in self.detectors if d.payload and d is not self._rules_http)
         self._clean = CleanValues()  # new rules: what was clean must be looked at again
         self._white: dict[bytes, bool] = {}  # source -> whitelisted (a cache, bounded)
+        self._http_ports = rule_variables(cfg.rules).port("$HTTP_PORTS")
         self._bypass_after = eng.bypass_after_packets
         self._fail_closed = eng.stream_error_policy == "drop"
         self._drop_invalid = eng.invalid_policy == "drop"
@@ -376,7 +378,8 @@ class Engine:
         eng = self.cfg.engine
         return HttpStream(eng.http_max_head, eng.http_max_body, flow.mem,
                           max_inspect=eng.http_max_inspect, picked=flow.picked,
-                          h2_ok=eng.http2_cleartext == "accept")
+                          h2_ok=eng.http2_cleartext == "accept",
+                          http_port=flow.picked and self._http_ports.match(flow.dport))
 
     def _inspect_request(self, request: HttpRequest, parts: list, pkt: Packet, flow: Flow,
                          now: float) -> int:

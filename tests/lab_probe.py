@@ -5,7 +5,8 @@ module. Every subcommand is bounded in time and prints one JSON line.
   http HOST PORT          send stdin's bytes on one connection, read the answer
   slow-heads HOST PORT    N connections each sending a long request head slowly
   keepalive HOST PORT     GET, wait for a line on stdin, GET again on the same
-                          connection, close it
+                          connection (--split N: its first N bytes before the
+                          wait), close it
   dns-server ADDR         answer A queries (192.0.2.1) until killed
   dns-burst SERVER        COUNT queries in SECONDS, each from a new socket
   forge-handshake ...     (scapy) SYN, ACK with a guessed number, GET, from a
@@ -144,19 +145,30 @@ def cmd_slow_heads(args: argparse.Namespace) -> None:
 def cmd_keepalive(args: argparse.Namespace) -> None:
     sock = connect(args.host, args.port, None, args.timeout)
     statuses = []
-    for step, path in enumerate(("/", "/search?q=after+restart")):
+    second = f"GET {args.second} HTTP/1.1\r\nHost: victim\r\n\r\n".encode()
+    first_part, second = second[:args.split], second[args.split:]
+    for step, request in enumerate((b"GET / HTTP/1.1\r\nHost: victim\r\n\r\n", second)):
         if step:
+            if first_part:  # half the request before the restart, the rest after it
+                sock.sendall(first_part)
             out({"waiting": True})
             if not select.select([sys.stdin], [], [], args.timeout)[0]:
                 break
             sys.stdin.readline()
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: victim\r\n\r\n".encode())
+        try:
+            sock.sendall(request)
+        except OSError as exc:  # cut by the IPS: reset, or the send timed out
+            out({"statuses": statuses + [None], "closed_cleanly": False, "error": str(exc)})
+            return
         answer, error = read_answer(sock, time.monotonic() + args.timeout)
         statuses.append(status_of(answer))
         if not step:
             out({"first": statuses[0], "error": error})
-    sock.shutdown(socket.SHUT_WR)  # our FIN; then the server's
-    _rest, error = read_answer(sock, time.monotonic() + args.timeout)
+    try:
+        sock.shutdown(socket.SHUT_WR)  # our FIN; then the server's
+        _rest, error = read_answer(sock, time.monotonic() + args.timeout)
+    except OSError as exc:
+        error = str(exc)
     sock.close()
     out({"statuses": statuses, "closed_cleanly": error is None})
 
@@ -311,6 +323,9 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=0.1)
     p.set_defaults(func=cmd_slow_heads)
     target(p := sub.add_parser("keepalive"))
+    p.add_argument("--second", default="/search?q=after+restart")
+    p.add_argument("--split", type=int, default=0, help="bytes of the second request "
+                   "sent before the restart")
     p.set_defaults(func=cmd_keepalive)
     p = sub.add_parser("dns-server")
     p.add_argument("addr")

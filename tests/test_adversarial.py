@@ -219,6 +219,37 @@ def test_a_connection_evicted_mid_request_fails_closed_when_it_comes_back() -> N
     assert h.engine.stats.stream_errors["lost"] == 1
 
 
+def test_a_pickup_mid_request_on_an_http_port_fails_closed(harness) -> None:
+    """A restart (or an expiry) while a request is half sent: the rest arrives on a
+    connection the engine picks up. It never saw the request line, so it cannot
+    tell a query from a body; on $HTTP_PORTS the connection is cut."""
+    rest = f"?id={SQLI_ENC} HTTP/1.1\r\nHost: victim\r\n\r\n".encode()
+    assert blocked(harness, Conn(sport=40035), rest)
+    assert harness.engine.stats.stream_errors["mid_request"] == 1
+    assert not harness.banned()  # unproven: nothing to ban for
+
+
+def test_a_pickup_at_a_request_start_is_inspected(harness) -> None:
+    assert blocked(harness, Conn(sport=40036), http_get(f"/x?id={SQLI_ENC}"))
+    assert harness.alert_detectors() == ["sqli"]
+    assert harness.engine.stats.stream_errors["mid_request"] == 0
+
+
+def test_a_pickup_of_other_protocols_off_http_ports_is_accepted(harness) -> None:
+    tls = bytes.fromhex("1703030040") + bytes(range(64))  # TLS application data
+    conn = Conn(sport=40037, dport=443)
+    assert harness.feed(conn.send(tls), conn.send(tls)) == [True, True]
+    assert harness.engine.stats.stream_errors["mid_request"] == 0
+
+
+def test_a_tunnel_after_a_picked_up_request_is_not_mid_request(harness) -> None:
+    """An Upgrade the engine saw the request for: later bytes are the tunnel's."""
+    conn = Conn(sport=40038)
+    up = b"GET /ws HTTP/1.1\r\nHost: v\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    assert harness.feed(conn.send(up), conn.send(b"\x81\x05hello")) == [True, True]
+    assert harness.engine.stats.stream_errors["mid_request"] == 0
+
+
 def test_ipv6_with_a_long_extension_chain_is_inspected(harness) -> None:
     conn = Conn(src="fd77::30", dst="fd77::10", sport=40040)
     harness.feed(*conn.handshake())

@@ -1,8 +1,9 @@
 """Real traffic through the real daemon (issue 13): what a protected host
 does every day must pass and ban nobody. A host resolving names through a
 resolver that is not whitelisted, uploads (a 1 MB multipart file, a UPnP SOAP
-call) that must reach the server whole, and a keep-alive connection that
-outlives a restart of the daemon.
+call) that must reach the server whole, a keep-alive connection that
+outlives a restart of the daemon, and a request half sent across a restart
+(cut: the new daemon never saw where it began).
 
 The scans of the same issue (`nmap -sS/-sN/-sF/-sX` of 1000 ports, banned by
 port_scan / null_scan / fin_scan / xmas_scan) are test_e2e.py's
@@ -165,4 +166,33 @@ def test_a_daemon_restart_mid_keep_alive_bans_nobody_when_the_connection_closes(
     assert result == {"statuses": [200, 200], "closed_cleanly": True}
     time.sleep(1.0)  # a ban would be applied off the verdict path
     assert not alerts_from(victim, lab.client4)
+    no_bans(victim)
+
+
+def test_a_daemon_restart_in_the_middle_of_a_request_cuts_that_connection(
+        lab: Lab, start_daemon: StartDaemon) -> None:
+    """Half a request line before the restart, the rest (an injection in the
+    query) after it: the new daemon never saw where the request began, so the
+    rest could be a query or a body. On $HTTP_PORTS it cuts the connection
+    (`mid_request`) instead of passing it uninspected; nobody is banned for it."""
+    victim = start_daemon()
+    attack = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    argv = probe_argv("keepalive", lab.victim4, "80", "--timeout", "3",
+                      "--second", attack, "--split", str(len("GET /search")))
+    client = lab.popen("client", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        assert json.loads(client.stdout.readline())["first"] == 200
+        assert json.loads(client.stdout.readline())["waiting"]
+        victim.stop("TERM")
+        victim.start()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        result = json.loads(client.stdout.readline())
+        client.wait(15)
+    finally:
+        lab.kill(client)
+    assert result["statuses"] == [200, None]  # the rest of the request never arrived
+    assert victim.metric("ips_inline_stream_errors_total", reason="mid_request") >= 1
+    time.sleep(1.0)
     no_bans(victim)

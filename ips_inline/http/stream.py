@@ -172,11 +172,11 @@ class HttpStream:
 
     __slots__ = ("max_head", "max_body", "max_inspect", "state", "buf", "scan", "request",
                  "left", "chunks", "body", "body_factory", "requests", "mem", "held",
-                 "picked", "h2_ok", "http09", "error", "_units")
+                 "picked", "http_port", "h2_ok", "http09", "error", "_units")
 
     def __init__(self, max_head: int, max_body: int, mem: StreamMemory | None = None,
                  body_factory: BodyFactory = body_parser, max_inspect: int = 4 << 20,
-                 picked: bool = False, h2_ok: bool = False) -> None:
+                 picked: bool = False, h2_ok: bool = False, http_port: bool = False) -> None:
         self.max_head = max_head
         self.max_body = max_body
         self.max_inspect = max_inspect
@@ -192,6 +192,7 @@ class HttpStream:
         self.mem = mem if mem is not None else StreamMemory()
         self.held = 0  # bytes charged to mem
         self.picked = picked  # picked up mid-stream: no PROXY header expected
+        self.http_port = http_port  # to one of $HTTP_PORTS (rules.http_ports)
         self.h2_ok = h2_ok
         self.http09 = False
         self.error: HttpError | None = None  # why the stream cannot be followed
@@ -276,6 +277,11 @@ class HttpStream:
             return True
         if self.requests and self.state == START:
             raise HttpError("desync")  # a request must start here: the server sees garbage
+        if self.picked and self.http_port and self.requests == 0:
+            # Picked up (a restart, an expiry) in the middle of something on an HTTP
+            # port: the rest of a request or body the engine never saw the start of.
+            # (After a request, non-HTTP bytes are a tunnel: Upgrade, CONNECT.)
+            raise HttpError("mid_request")
         self.state = NOT_HTTP  # not HTTP, or a tunnel that no longer carries requests
         self.buf = bytearray()
         return False
@@ -304,7 +310,7 @@ class HttpStream:
         nl = buf.find(b"\n", max(self.scan, i))
         end = len(buf) if nl < 0 else nl
         if _CONTROL.search(buf, max(self.scan, i), end):
-            return "no request line"  # control bytes: binary, no request line
+            return "binary"  # control bytes: no request line
         if nl < 0:
             self.scan = len(buf)
             return None

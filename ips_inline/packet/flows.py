@@ -92,13 +92,14 @@ class StreamMemory:
 class Flow:
     __slots__ = ("seen", "start", "src", "sport", "established", "handshake", "blocked",
                  "bypassed", "packets", "next_seq", "pending", "http", "request", "tail", "mem",
-                 "picked", "lost", "fresh")
+                 "picked", "lost", "fresh", "dport")
 
     def __init__(self, src: bytes, sport: int, now: float, next_seq: int, handshake: bool,
                  mem: StreamMemory | None = None) -> None:
         self.seen = self.start = now
         self.src = src  # the initiator: the side whose requests we inspect
         self.sport = sport
+        self.dport = 0  # the responder's port
         self.established = False  # past the handshake (or picked up)
         self.handshake = handshake  # the kernel proved the handshake (ASSURED)
         self.blocked = ""  # why every later segment is dropped ("" = not blocked)
@@ -303,6 +304,7 @@ class FlowTable:
                 if flow is not None:
                     self._remove_syn(key)
                 flow = Flow(pkt.src, pkt.sport, now, (pkt.seq + 1) & _SEQ_MASK, False, self.mem)
+                flow.dport = pkt.dport
                 self.syn.put(key, flow)
                 self.half_open_by_src[pkt.src] = self.half_open(pkt.src) + 1
                 self.lost.pop(key, None)  # a new connection starts afresh
@@ -336,6 +338,7 @@ class FlowTable:
         unless the kernel vouches for it."""
         flow = Flow(pkt.src, pkt.sport, now, pkt.seq, pkt.ct == ct.ASSURED, self.mem)
         flow.established = flow.picked = True
+        flow.dport = pkt.dport
         if key in self.lost:
             flow.lost = True
             del self.lost[key]
