@@ -237,6 +237,19 @@ def test_header_buffer_merges_duplicates_and_skips_cookie() -> None:
     assert b.get("http.user_agent") is None
 
 
+@pytest.mark.parametrize("fields", [
+    [("Host", "h"), ("X-A", "caf\xe9")],  # latin-1: one encode for all
+    [("Host", "h"), ("X-A", "\u20ac"), ("X-B", "\xe9")],  # wider: each on its own
+    [("X-A", "a\nb"), ("Host", "h")],  # LF inside a value (not from the parser)
+    [("", ""), ("X", "")],
+])
+def test_header_bytes_are_each_field_encoded_on_its_own(fields: list[tuple[str, str]]) -> None:
+    from ips_inline.rules.buffers import to_bytes
+
+    b = HttpBuffers(req("/", headers=fields))
+    assert b.headers() == [(to_bytes(n), to_bytes(v)) for n, v in fields]
+
+
 @pytest.mark.parametrize(("raw", "norm"), [
     ("/a%2fb%41", "/a/bA"), ("/a/./b/../c", "/a/c"), ("/../../etc/passwd", "/etc/passwd"),
     ("/p?q=%27a%27+b", "/p?q='a'+b"), ("/%zz", "/%zz"), ("http://h/x?y", "/x?y"), ("*", "*"),

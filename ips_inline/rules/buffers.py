@@ -66,6 +66,21 @@ def to_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
 
 
+def _encode_fields(fields: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Names and values as bytes: one encode for all (the request parser splits
+    lines on LF, so none holds one), else one each."""
+    if not fields:
+        return []
+    try:
+        items = "\n".join([text for field in fields for text in field]).encode("latin-1")
+    except UnicodeEncodeError:
+        items = b""  # a view from elsewhere, wider than latin-1: to_bytes() each
+    parts = items.split(b"\n")
+    if len(parts) != 2 * len(fields):  # (or with LF inside a value)
+        return [(to_bytes(n), to_bytes(v)) for n, v in fields]
+    return list(zip(parts[::2], parts[1::2], strict=True))
+
+
 def percent_decode(raw: bytes) -> bytes:
     """One round of %XX decoding; malformed escapes stay as they are."""
     if b"%" not in raw:
@@ -125,39 +140,47 @@ def host_only(value: bytes) -> bytes:
     return value.lower()
 
 
+_MISSING = object()
+
+
 class HttpBuffers:
     """The buffers of one request; `get(name)` is None for an absent buffer."""
 
-    __slots__ = ("_req", "_cache", "_headers", "_by_name", "_lower")
+    __slots__ = ("_req", "_cache", "_headers", "_lnames", "_by_name", "_lower")
 
     def __init__(self, req: RequestView) -> None:
         self._req = req
         self._cache: dict[str, bytes | None] = {}
         self._lower: dict[str, bytes | None] = {}
         self._headers: list[tuple[bytes, bytes]] | None = None
+        self._lnames: list[bytes] = []  # the names lowercased, in order
         self._by_name: dict[bytes, list[bytes]] = {}
 
     def get(self, name: str) -> bytes | None:
-        try:
-            return self._cache[name]
-        except KeyError:
+        value = self._cache.get(name, _MISSING)  # most calls build: no KeyError raised
+        if value is _MISSING:
             value = self._cache[name] = _BUILDERS[name](self)
-            return value
+        return value  # type: ignore[return-value]
 
     def lower(self, name: str) -> bytes | None:
         """The buffer lowercased (ASCII only: the same length, so offsets hold)."""
-        try:
-            return self._lower[name]
-        except KeyError:
+        value = self._lower.get(name, _MISSING)
+        if value is _MISSING:
             buf = self.get(name)
             value = self._lower[name] = None if buf is None else buf.lower()
-            return value
+        return value  # type: ignore[return-value]
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self._headers is None:
-            self._headers = [(to_bytes(n), to_bytes(v)) for n, v in self._req.headers]
-            for name, value in self._headers:
-                self._by_name.setdefault(name.lower(), []).append(value)
+            self._headers = _encode_fields(self._req.headers)
+            self._lnames = [name.lower() for name, _ in self._headers]
+            by_name = self._by_name
+            for lname, (_, value) in zip(self._lnames, self._headers, strict=True):
+                values = by_name.get(lname)
+                if values is None:
+                    by_name[lname] = [value]
+                else:
+                    values.append(value)
         return self._headers
 
     def values(self, lname: bytes) -> list[bytes]:
@@ -166,21 +189,25 @@ class HttpBuffers:
 
     def joined(self, lname: bytes) -> bytes | None:
         vals = self.values(lname)
-        return b", ".join(vals) if vals else None
+        if not vals:
+            return None
+        return vals[0] if len(vals) == 1 else b", ".join(vals)
 
     def merged_lines(self, skip_cookie: bool) -> list[bytes]:
-        order: list[bytes] = []
-        merged: dict[bytes, tuple[bytes, list[bytes]]] = {}
-        for name, value in self.headers():
-            key = name.lower()
-            if skip_cookie and key == b"cookie":
+        headers = self.headers()
+        lnames, by_name = self._lnames, self._by_name
+        if len(by_name) == len(headers):  # no name twice: nothing to merge (the usual case)
+            return [name + b": " + value + b"\r\n"
+                    for (name, value), lname in zip(headers, lnames, strict=True)
+                    if not (skip_cookie and lname == b"cookie")]
+        out: list[bytes] = []
+        done: set[bytes] = set()
+        for (name, _), lname in zip(headers, lnames, strict=True):
+            if lname in done or skip_cookie and lname == b"cookie":
                 continue
-            if key not in merged:
-                order.append(key)
-                merged[key] = (name, [value])
-            else:
-                merged[key][1].append(value)
-        return [merged[k][0] + b": " + b", ".join(merged[k][1]) + b"\r\n" for k in order]
+            done.add(lname)  # the first one's line holds them all, as sent first
+            out.append(name + b": " + b", ".join(by_name[lname]) + b"\r\n")
+        return out
 
     def raw_lines(self) -> bytes:
         return b"".join(n + b": " + v + b"\r\n" for n, v in self.headers())
