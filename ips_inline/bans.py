@@ -83,7 +83,8 @@ class BanManager:
         self.rate_capped = 0
         self._minute: dict[str, tuple[float, int]] = {}  # detector -> (minute start, bans)
         self.unbans = 0
-        # EVE, metrics: on_ban(src_raw, detector, duration, count, now), on_unban(src_raw, reason, now)
+        # For EVE and metrics: on_ban(src_raw, detector, duration, count, now) and
+        # on_unban(src_raw, reason, now).
         self.on_ban: Callable[[bytes, str, int, int, float], None] | None = None
         self.on_unban: Callable[[bytes, str, float], None] | None = None
 

@@ -158,4 +158,4 @@ def _decide(compiled_dir: Path) -> State:
     except (ImportError, KeyError) as exc:
         sys.meta_path.remove(finder)
         return State("interpreted", f"compiled build does not load: {exc}")
-    return State("compiled", f"{len(paths) - 1} modules compiled with mypyc")
+    return State("compiled", f"mypyc, {len(paths) - 1} modules")

@@ -79,6 +79,7 @@ def closure(modules: tuple[str, ...]) -> list[Path]:
         path = module_file(name)
         if path is not None:
             todo += sorted(_imports(name, path) - seen)
+    seen.discard(f"{compiled.PACKAGE}.compiled")  # the loader itself: no types used from it
     return sorted({p for m in seen if (p := module_file(m)) is not None})
 
 
