@@ -7,7 +7,7 @@ CONFIG ?=
 CFG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 
 .PHONY: setup test lint unit demo lab-up lab-down replay-demo pcaps install-rules \
-	uninstall-rules bench bench-replay bench-adversarial fuzz clean corpus
+	uninstall-rules bench bench-replay bench-adversarial bench-engine fuzz clean corpus compiled
 
 setup:
 	@scripts/setup.sh
@@ -21,6 +21,11 @@ unit: setup
 # every capture under ../shared/corpus against tests/corpus_expected.toml (also in make test)
 corpus: setup
 	$(PY) scripts/corpus.py
+
+# the packet path compiled with mypyc into ips_inline/_compiled/ (setup does it,
+# skipping when current), then which build runs. IPS_INLINE_PURE=1: the .py modules.
+compiled: setup
+	$(IPS) --version
 
 lint: setup
 	$(VENV)/bin/ruff check ips_inline tests scripts
@@ -64,5 +69,8 @@ bench-replay: setup
 bench-adversarial: setup
 	$(PY) scripts/bench_adversarial.py
 
+bench-engine: setup
+	$(PY) scripts/bench_engine.py
+
 clean:
-	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info ips_inline/_compiled

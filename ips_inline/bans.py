@@ -19,7 +19,7 @@ detector needs.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,8 +83,10 @@ class BanManager:
         self.rate_capped = 0
         self._minute: dict[str, tuple[float, int]] = {}  # detector -> (minute start, bans)
         self.unbans = 0
-        self.on_ban = None  # callback(src_raw, detector, duration, count, now): EVE, metrics
-        self.on_unban = None  # callback(src_raw, reason, now)
+        # For EVE and metrics: on_ban(src_raw, detector, duration, count, now) and
+        # on_unban(src_raw, reason, now).
+        self.on_ban: Callable[[bytes, str, int, int, float], None] | None = None
+        self.on_unban: Callable[[bytes, str, float], None] | None = None
 
     def is_banned(self, src: bytes, now: float) -> bool:
         until = self.active.get(src)

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from . import __version__
+from . import __version__, compiled
 from .config import Config, ConfigError, load
 from .errors import UserError
 from .sources.pcap import PcapError
@@ -126,7 +126,9 @@ def _command(sub, name: str, func: Callable, help_text: str) -> argparse.Argumen
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ips-inline", description=__doc__)
-    p.add_argument("--version", action="version", version=f"ips-inline {__version__}")
+    build = compiled.state()
+    p.add_argument("--version", action="version",
+                   version=f"ips-inline {__version__} ({build.build}: {build.reason})")
     p.add_argument("--config", "-c", help="TOML config file (built-in defaults without one)")
     sub = p.add_subparsers(dest="command")
     _command(sub, "run", _run, "run the inline daemon (the default)")

@@ -121,7 +121,7 @@ class Engine:
         self.infer = ct.CtInfer(cfg.engine.max_flows, cfg.engine.flow_ttl)
         self._last_alert: dict[tuple[bytes, str], float] = {}
         self._next_sweep = 0.0
-        self._ctx: Context | None = None
+        self._ctx = Context(cfg.engine, self.flows)  # replaced by reconfigure, tables kept
         self._next_error_log = 0.0
         self.defrag = Defrag()
         # Live: the input interface of the packet being judged (EVE in_iface);
@@ -143,13 +143,14 @@ class Engine:
         eng = cfg.engine
         self.bans.cfg = cfg.bans
         self.whitelist = self.bans.whitelist = Whitelist(eng.whitelist)
-        self._ctx = Context(eng, self.flows, self._ctx.tables if self._ctx else {})
+        self._ctx = Context(eng, self.flows, self._ctx.tables)
         self.detectors = build(cfg, self._ctx, ruleset)
         for det in self.detectors:
             self.stats.alerts.setdefault(det.name, 0)
         self._on_connection = tuple(d for d in self.detectors
                                     if getattr(d, "on_connection", False))
-        self._rules_http = next((d for d in self.detectors if isinstance(d, RulesHttp)), None)
+        rules_http = [d for d in self.detectors if isinstance(d, RulesHttp)]
+        self._rules_http: RulesHttp | None = rules_http[0] if rules_http else None
         packet_dets = [d for d in self.detectors if not d.payload and d not in self._on_connection]
         self._dispatch: dict[int, tuple[Detector, ...]] = {}  # other protocols
         for det in packet_dets:
@@ -314,8 +315,8 @@ class Engine:
             return self._inspect_stream(pkt, flow, now)
         except StreamError as exc:  # overlap with other bytes, or too far out of order
             return REASONS.index(("drop", exc.reason))
-        except HttpError as exc:
-            return self._stream_error(flow, exc.reason)
+        except HttpError as err:  # another name: compiled, `exc` has the type above
+            return self._stream_error(flow, err.reason)
         except Exception:
             self._error(pkt, now)
             return self._stream_error(flow, "exception")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ips-inline needs on Debian 12, as root: kernel tools and attack
-# tools from Debian, Python packages into the project venv (.venv). Idempotent.
+# tools from Debian, Python packages into the project venv (.venv), and the
+# compiled build of the packet path. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,3 +51,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+
+# The packet path compiled with mypyc (README: The compiled build). Returns at
+# once when the build is current; a failed compile prints one line and the
+# interpreted modules run.
+.venv/bin/python scripts/build_compiled.py ||
+    echo "setup: scripts/build_compiled.py failed; running interpreted"

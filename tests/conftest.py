@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -37,6 +38,26 @@ class Harness:
 
     def banned(self) -> dict[str, str]:
         return {ip: det for ip, _dur, det in self.enforcer.bans}
+
+
+class DetectorProxy:
+    """A detector with another `inspect`, everything else the real one's.
+    Tests swap it into the engine's dispatch (Engine._payload, _dispatch)
+    instead of monkeypatching: the methods of compiled detectors cannot be
+    replaced."""
+
+    def __init__(self, real: object, inspect: Callable) -> None:
+        self._real = real
+        self.inspect = inspect
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+def swap_payload(engine: Engine, wrap: Callable[[object], Callable]) -> None:
+    """Every payload detector of `engine` behind a DetectorProxy whose
+    inspect is `wrap(real_detector)`."""
+    engine._payload = tuple(DetectorProxy(d, wrap(d)) for d in engine._payload)
 
 
 @pytest.fixture

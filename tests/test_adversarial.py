@@ -12,7 +12,7 @@ import random
 import re
 
 import pytest
-from conftest import Harness
+from conftest import Harness, swap_payload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packets import ATTACKER, CLIENT, VICTIM, Conn, http_get, http_post, tcp
@@ -57,15 +57,14 @@ def test_every_value_reaches_the_detectors_in_bounded_windows(filler: str) -> No
 
     h = Harness()
     seen: list[int] = []
-    for det in h.engine.detectors:
-        if det.payload:
-            real = det.inspect
 
-            def spy(pkt, flow, now, real=real):
-                seen.extend(len(v) for v in flow.request.values)
-                return real(pkt, flow, now)
+    def spy_on(det):
+        def spy(pkt, flow, now):
+            seen.extend(len(v) for v in flow.request.values)
+            return det.inspect(pkt, flow, now)
+        return spy
 
-            det.inspect = spy
+    swap_payload(h.engine, spy_on)
     conn = conn_of(h)
     body = "q=" + (filler * (32768 // len(filler))).replace("&", "") + f"&id={SQLI}"
     assert blocked(h, conn, *split(http_post("/f", body), 1400))
@@ -106,12 +105,14 @@ def test_a_content_length_of_4301_digits_fails_closed(harness) -> None:
 
 
 def test_an_exception_inside_stream_inspection_blocks_the_connection(harness) -> None:
-    det = next(d for d in harness.engine.detectors if d.name == "xss")
+    def boom_if_xss(det):
+        def boom(pkt, flow, now):
+            if det.name == "xss":
+                raise RuntimeError("detector bug")
+            return det.inspect(pkt, flow, now)
+        return boom
 
-    def boom(*_args):
-        raise RuntimeError("detector bug")
-
-    det.inspect = boom
+    swap_payload(harness.engine, boom_if_xss)
     conn = conn_of(harness)
     assert blocked(harness, conn, http_get("/benign?q=1"))
     assert harness.engine.stats.exceptions == 1

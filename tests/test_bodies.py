@@ -11,7 +11,6 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +29,8 @@ from ips_inline.http.bodies import (
 )
 from ips_inline.http.normalize import decode_value, fold
 from ips_inline.http.stream import HttpRequest
-from ips_inline.packet.flows import FlowTable
+from ips_inline.packet.decode import PROTO_TCP, Packet
+from ips_inline.packet.flows import Flow, FlowTable
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus" / "zeek-traces"
@@ -72,11 +72,14 @@ def flagged(parts: list[Part]) -> list[tuple[str, str]]:
     """(detector, value) for every Part today's payload detectors flag, each
     Part inspected alone, as the lead's stream parser will hand them."""
     request = HttpRequest(b"POST / HTTP/1.1\r\nHost: victim", b"", False)
+    # Real objects, not stand-ins: compiled detectors check their arguments' types.
+    pkt = Packet(b"\x0a\0\0\x01", b"\x0a\0\0\x02", PROTO_TCP, 40)
+    flow = Flow(pkt.src, 40000, 0.0, 0, True)
+    flow.request = request
     out = []
     for part in parts:
         request.select([part])
-        flow = SimpleNamespace(request=request)
-        out += [(d.name, part[0][:80]) for d in DETECTORS if d.inspect(None, flow, 0.0)]
+        out += [(d.name, part[0][:80]) for d in DETECTORS if d.inspect(pkt, flow, 0.0)]
     return out
 
 

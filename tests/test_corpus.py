@@ -136,12 +136,30 @@ def test_time_budget(small, tmp_path):
 
 
 def test_engine_exceptions_and_crashes_differ(small, tmp_path, monkeypatch):
+    import ips_inline.detectors as detectors
     from ips_inline.detectors.http_attacks import Sqli
 
-    def boom(self, pkt, flow, now):
-        raise RuntimeError("detector bug")
+    class BoomSqli:
+        """sqli with a bug, as a Python class: a compiled class's methods
+        cannot be monkeypatched, nor can a Python class derive from it."""
 
-    monkeypatch.setattr(Sqli, "inspect", boom)
+        name, protocols, payload, proof_required = Sqli.name, Sqli.protocols, True, True
+
+        def __init__(self, cfg, ctx) -> None:
+            self.cfg = cfg
+
+        @staticmethod
+        def fires_on(flags: int) -> bool:
+            return True
+
+        def inspect(self, pkt, flow, now):
+            raise RuntimeError("detector bug")
+
+        def evidence(self, pkt, now) -> dict[str, list[str]]:
+            return {}
+
+    monkeypatch.setattr(detectors, "ALL", tuple(BoomSqli if cls is Sqli else cls
+                                                for cls in detectors.ALL))
     problems = corpus.run(small, expectations(tmp_path, GOOD)).problems
     assert any(p.startswith("set/clean.pcap: 1 engine exceptions (first: engine error")
                and "RuntimeError: detector bug" in p for p in problems)

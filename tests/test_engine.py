@@ -9,8 +9,9 @@ from conftest import Harness
 from packets import CLIENT, Conn, http_get, ping, tcp
 
 from ips_inline.bans import BanManager, RecordingEnforcer, Whitelist
-from ips_inline.config import BanConfig, Config
+from ips_inline.config import BanConfig, Config, DetectorConfig
 from ips_inline.engine import REASONS
+from ips_inline.packet.decode import PROTO_ICMP
 
 
 def verdict_count(h: Harness, verdict: str, reason: str) -> int:
@@ -75,13 +76,30 @@ def test_malformed_counted_and_policy_applied() -> None:
     assert Harness(cfg).feed(b"\x45\x00") == [False]
 
 
-def test_detector_exception_gets_policy_verdict(harness, monkeypatch) -> None:
-    det = next(d for d in harness.engine.detectors if d.name == "icmp_flood")
+class _Boom:
+    """A detector with a bug. Injected as a Python object: the methods of a
+    compiled detector cannot be monkeypatched."""
 
-    def boom(*_a):
+    name = "icmp_flood"
+    protocols = (PROTO_ICMP,)
+    payload = proof_required = False
+
+    def __init__(self, cfg: DetectorConfig, _ctx: object = None) -> None:
+        self.cfg = cfg
+
+    @staticmethod
+    def fires_on(flags: int) -> bool:
+        return True
+
+    def inspect(self, pkt, flow, now):
         raise RuntimeError("detector bug")
 
-    monkeypatch.setattr(det, "inspect", boom)
+    def evidence(self, pkt, now) -> dict[str, list[str]]:
+        return {}
+
+
+def test_detector_exception_gets_policy_verdict(harness) -> None:
+    harness.engine._dispatch[PROTO_ICMP] = (_Boom(harness.cfg.detectors["icmp_flood"]),)
     assert harness.feed(ping()) == [True]
     assert harness.engine.stats.exceptions == 1
     assert verdict_count(harness, "accept", "error") == 1

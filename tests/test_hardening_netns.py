@@ -288,20 +288,32 @@ def test_sigterm_stops_the_daemon_under_steady_traffic(
 
 # Test-only code, loaded into the daemon through PYTHONPATH (site imports
 # sitecustomize at start-up): syn_flood raises on packets from port 31337/31338.
-# No hook in the product: the patch replaces the method from outside.
+# No hook in the product: the detector list is changed from outside, with a
+# Python class around the real one (a compiled class's methods cannot be
+# replaced, nor can a Python class derive from it).
 RAISING_DETECTOR = """
-import ips_inline.detectors.syn_flood as mod
-
-_inspect = mod.SynFlood.inspect
-
-
-def inspect(self, pkt, flow, now):
-    if pkt.sport in (31337, 31338):
-        raise RuntimeError("injected detector failure")
-    return _inspect(self, pkt, flow, now)
+import ips_inline.detectors as detectors
+from ips_inline.detectors.syn_flood import SynFlood
 
 
-mod.SynFlood.inspect = inspect
+class RaisingSynFlood:
+    name, protocols, payload = SynFlood.name, SynFlood.protocols, SynFlood.payload
+    proof_required = SynFlood.proof_required
+    fires_on = staticmethod(SynFlood.fires_on)
+
+    def __init__(self, cfg, ctx):
+        self._real = SynFlood(cfg, ctx)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def inspect(self, pkt, flow, now):
+        if pkt.sport in (31337, 31338):
+            raise RuntimeError("injected detector failure")
+        return self._real.inspect(pkt, flow, now)
+
+
+detectors.ALL = tuple(RaisingSynFlood if c is SynFlood else c for c in detectors.ALL)
 """
 
 

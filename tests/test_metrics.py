@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from ips_inline import __version__
+from ips_inline import __version__, compiled
 from ips_inline.config import DETECTOR_NAMES, MetricsConfig
 from ips_inline.enforce.live import BanFailures
 from ips_inline.engine import REASONS
@@ -91,7 +91,8 @@ def test_every_detector_and_verdict_present_at_zero(harness: Harness, proc_file:
         assert value(samples, "ips_inline_packets_total", verdict=verdict, reason=reason) == 0
     for reason in ("set_full", "rate_cap", "netlink"):
         assert value(samples, "ips_inline_ban_failures_total", reason=reason) == 0
-    assert value(samples, "ips_inline_build_info", version=__version__) == 1
+    assert value(samples, "ips_inline_build_info", version=__version__,
+                 build=compiled.state().build) == 1
 
 
 def test_attack_raises_alerts_drops_and_bans(harness: Harness, proc_file: Path) -> None:

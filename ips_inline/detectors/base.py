@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..config import DetectorConfig, EngineConfig
+from ..packet.flows import FlowTable  # at run time: a compiled dataclass field's type
 from ..packet.tables import BoundedTable
 
 if TYPE_CHECKING:
     from ..packet.decode import Packet
-    from ..packet.flows import Flow, FlowTable
+    from ..packet.flows import Flow
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,16 @@ class Signature:
 
 class Detector(Protocol):
     name: ClassVar[str]
-    protocols: ClassVar[tuple[int, ...]]  # IP protocols it can fire on (dispatch key)
     payload: ClassVar[bool]  # True: fed complete HTTP requests (flow.request), not packets
     # True: its offences ban only on a connection whose handshake the kernel
     # proved (what it sees could be forged); payload detectors, rules.
     proof_required: ClassVar[bool]
     cfg: DetectorConfig
+
+    @property
+    def protocols(self) -> tuple[int, ...]:
+        """IP protocols it can fire on (dispatch key); a class attribute."""
+        ...
 
     @staticmethod
     def fires_on(flags: int) -> bool:
@@ -47,8 +52,9 @@ class Detector(Protocol):
         traffic, all ACKs, meets none of the flood and scan detectors)."""
         ...
 
-    def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
-        """Return the signature that fired, or None. Must be cheap when it
+    def inspect(self, pkt: Packet, flow: Flow | None,
+                now: float) -> Signature | tuple[Signature, ...] | None:
+        """Return the signature that fired (rules: those), or None. Must be cheap when it
         cannot fire: it runs on every packet of its protocols."""
         ...
 
@@ -79,6 +85,10 @@ class Context:
 
 
 class BaseDetector:
+    # Class attributes, never set on instances: ClassVar keeps them so when
+    # compiled (mypyc makes other class-body values instance defaults).
+    name: ClassVar[str]
+    protocols: ClassVar[tuple[int, ...]]
     payload: ClassVar[bool] = False
     proof_required: ClassVar[bool] = False
 

@@ -121,6 +121,7 @@ class Sqli(_PayloadDetector):
     name = "sqli"
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        assert flow is not None and flow.request is not None  # set by the engine
         for value in flow.request.values:
             if len(value) > 1 and not _plain(value) and (
                     libinjection.is_sql_injection(value)["is_sqli"] or stacked_or_split(value)):
@@ -132,6 +133,7 @@ class Xss(_PayloadDetector):
     name = "xss"
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        assert flow is not None and flow.request is not None  # set by the engine
         request = flow.request
         for value, folded in zip(request.values, request.folded, strict=True):
             if not ("<" in value or ":" in value or "&" in value):
@@ -150,6 +152,7 @@ class PathTraversal(_PayloadDetector):
     name = "path_traversal"
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        assert flow is not None and flow.request is not None  # set by the engine
         for folded in flow.request.folded:
             # Every _TRAVERSAL alternative holds one of these (before / and \ are unified).
             if ((".." in folded or "etc" in folded or ".ini" in folded or "proc" in folded)
@@ -162,6 +165,7 @@ class CmdInjection(_PayloadDetector):
     name = "cmd_injection"
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
+        assert flow is not None and flow.request is not None  # set by the engine
         request = flow.request
         for value, folded in zip(request.values, request.folded, strict=True):
             if _commands(folded) or "\n" in value and _CMD_NEWLINE.search(

@@ -90,7 +90,8 @@ def _uncomment(value: str) -> str:
     left as text), in one pass."""
     if "/*" not in value:
         return value
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     while (start := value.find("/*", pos)) >= 0:
         stop = value.find("*/", start + 2)
         if stop < 0:

@@ -12,6 +12,8 @@ counted them, so a scanner learns nothing even before its ban.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..packet.conntrack import PROBES
 from ..packet.decode import ACK, FIN, PROTO_TCP, PSH, URG, Packet
 from ..packet.flows import Flow
@@ -28,18 +30,18 @@ SIG_XMAS = Signature(1000007, "TCP Xmas scan (FIN+PSH+URG)", "Attempted Informat
 
 class _StealthScan(BaseDetector):
     protocols = (PROTO_TCP,)
-    sig: Signature
+    sig: ClassVar[Signature]
 
     def __init__(self, cfg, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.sources = ctx.table(f"{self.name}_sources")
 
     @staticmethod
-    def matches(flags: int) -> bool:
+    def fires_on(flags: int) -> bool:
         raise NotImplementedError
 
     def inspect(self, pkt: Packet, flow: Flow | None, now: float) -> Signature | None:
-        if not self.matches(pkt.flags) or pkt.ct not in PROBES:
+        if not self.fires_on(pkt.flags) or pkt.ct not in PROBES:
             return None  # a FIN of a connection the kernel tracks is no probe
         ports = PortSet.count(self.sources, pkt, now, self.window, self.threshold)
         return self.sig if ports > self.threshold else None
@@ -50,10 +52,8 @@ class NullScan(_StealthScan):
     sig = SIG_NULL
 
     @staticmethod
-    def matches(flags: int) -> bool:
+    def fires_on(flags: int) -> bool:
         return flags & _FLAG_BITS == 0
-
-    fires_on = matches
 
 
 class FinScan(_StealthScan):
@@ -61,10 +61,8 @@ class FinScan(_StealthScan):
     sig = SIG_FIN
 
     @staticmethod
-    def matches(flags: int) -> bool:
+    def fires_on(flags: int) -> bool:
         return flags & _FLAG_BITS == FIN
-
-    fires_on = matches
 
 
 class XmasScan(_StealthScan):
@@ -72,7 +70,5 @@ class XmasScan(_StealthScan):
     sig = SIG_XMAS
 
     @staticmethod
-    def matches(flags: int) -> bool:
+    def fires_on(flags: int) -> bool:
         return flags & _XMAS == _XMAS and not flags & ACK
-
-    fires_on = matches

@@ -223,7 +223,8 @@ class HttpStream:
         """Units complete with these bytes. Where the stream cannot be
         followed, `error` is set (an HttpError): the units cut before it are
         still returned, to be inspected, and nothing after it is."""
-        self._units = units = []
+        units: list[Unit] = []
+        self._units = units
         if self.state == NOT_HTTP or self.error is not None:
             return units
         self.buf += data

@@ -22,7 +22,7 @@ Exported (never an IP address as a label value):
     ips_inline_queue_dropped_total                ips_inline_queue_user_dropped_total
     ips_inline_queue_packets_total                ips_inline_exceptions_total
     ips_inline_malformed_total{reason}            ips_inline_config_reloads_total{result}
-    ips_inline_build_info{version}
+    ips_inline_build_info{version,build}
 """
 
 from .collector import BanFailureCounts, DaemonMetrics, IpsCollector

@@ -15,7 +15,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .. import __version__
+from .. import __version__, compiled
 from ..config import DETECTOR_NAMES
 from ..engine import REASONS
 from ..latency import LatencyHistogram
@@ -76,8 +76,18 @@ class IpsCollector:
         yield from queue_families(self.daemon)
         if self.daemon.extra is not None:
             yield from self.daemon.extra()
-        yield _gauge("ips_inline_build_info", "ips-inline version in a label; always 1",
-                     "version", {__version__: 1})
+        labels = build_labels()
+        info = GaugeMetricFamily("ips_inline_build_info", "ips-inline version and build "
+                                 "(compiled or interpreted) in labels; always 1",
+                                 labels=list(labels))
+        info.add_metric(list(labels.values()), 1)
+        yield info
+
+
+def build_labels() -> dict[str, str]:
+    """ips_inline_build_info's labels: the version, and which build of the
+    packet path runs (ips_inline/compiled.py)."""
+    return {"version": __version__, "build": compiled.state().build}
 
 
 def engine_families(data: Mapping[str, Any]) -> Iterator[Metric]:

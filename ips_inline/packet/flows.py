@@ -39,6 +39,7 @@ from .decode import ACK, RST, SYN, Packet
 from .tables import BoundedTable
 
 if TYPE_CHECKING:
+    from ..http.request import HttpRequest
     from ..http.stream import HttpStream
 
 FlowKey = tuple[bytes, int, bytes, int]
@@ -108,7 +109,7 @@ class Flow:
         self.next_seq = next_seq
         self.pending: dict[int, bytes] | None = None
         self.http: HttpStream | None = None  # set once the stream carries data
-        self.request = None  # the request the payload detectors are looking at
+        self.request: HttpRequest | None = None  # the request the payload detectors are looking at
         self.tail: bytearray | None = None  # the last accepted bytes of the stream
         self.mem = mem if mem is not None else StreamMemory()
         self.picked = False  # picked up mid-stream: where its stream stands is unknown
