@@ -185,7 +185,21 @@ def _exported_names(tmp_path: Path) -> set[str]:
     latency.observe(1e-4)
     daemon = DaemonMetrics(latency=latency, bans_active=lambda: 0, queues=(0,), proc_path=proc)
     collector = IpsCollector(lambda: [h.engine], daemon)
-    return {s.name for family in collector.collect() for s in family.samples}
+    names = {s.name for family in collector.collect() for s in family.samples}
+    return names | _crowdsec_names()
+
+
+def _crowdsec_names() -> set[str]:
+    """The CrowdSec agent's samples, from an agent that pulled and pushed once."""
+    from types import SimpleNamespace
+
+    from ips_inline.crowdsec.metrics import families
+    from ips_inline.crowdsec.watcher import PUSH_RESULTS
+
+    bouncer = SimpleNamespace(gauge=lambda: {("crowdsec", "Ip"): 1}, rejected={})
+    watcher = SimpleNamespace(dropped=0, results=dict.fromkeys(PUSH_RESULTS, 1), queued=0)
+    agent = SimpleNamespace(up=1, bouncer=bouncer, pulls={"ok": 1}, watcher=watcher)
+    return {s.name for family in families(agent) for s in family.samples}
 
 
 def _panel_exprs(dashboard: dict[str, Any]) -> list[str]:
@@ -201,7 +215,8 @@ def test_grafana_dashboard_uses_only_exported_metrics(tmp_path: Path) -> None:
     assert 36 <= dashboard["schemaVersion"] <= 41
     assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
     titles = " | ".join(p["title"] for p in dashboard["panels"]).lower()
-    for wanted in ("packets/s", "alerts/s", "active bans", "p50", "p99", "queue drops"):
+    for wanted in ("packets/s", "alerts/s", "active bans", "p50", "p99", "queue drops",
+                   "failed closed", "crowdsec"):
         assert wanted in titles
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}"
