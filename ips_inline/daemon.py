@@ -18,6 +18,7 @@ from typing import IO
 
 from prometheus_client import CollectorRegistry
 
+from . import heap
 from .bans import BanManager, Whitelist
 from .config import Config, ConfigError, load
 from .crowdsec import Link, net_sets
@@ -157,7 +158,8 @@ class Daemon:
         self.enforcer.start(first=self.restore)
         self.crowdsec.start()  # after restore: both touch the sets and the state file
         handle_signals(self._on_stop, self._on_hup)
-        log.info("ips-inline inline on NFQUEUE %d", self.queue_num)
+        log.info("ips-inline inline on NFQUEUE %d (%d objects frozen for the collector)",
+                 self.queue_num, heap.settle())
         try:
             self._loop()
         finally:
@@ -241,6 +243,7 @@ class Daemon:
         if self.warmer is not None:
             self.warmer.reconfigure(cfg, ruleset)
         self.reloads["success"] += 1
+        heap.settle()  # the old rules' objects freed, the new ones frozen
         log.info("config reloaded from %s", self.cfg_path or "built-in defaults")
 
     def _on_stop(self, _sig: int, _frame: object) -> None:

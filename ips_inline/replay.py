@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from . import heap
 from .bans import BanManager, RecordingEnforcer, Whitelist
 from .config import Config
 from .engine import Engine, Stats
@@ -29,6 +30,7 @@ def replay(paths: list[str], cfg: Config, out: IO[str], progress: IO[str] | None
     cut short inside its last record is replayed up to it, with a line on `warn`."""
     sink = JsonLines(out)
     engine, enforcer = build_engine(cfg, sink)
+    heap.settle()
     non_ip = 0
     last = 0.0  # the last packet's time: the stats record's timestamp
     cut = {"files": 0, "bytes": 0}
