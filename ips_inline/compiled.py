@@ -64,6 +64,10 @@ MODULES = (
     "ips_inline.detectors.sqli_layers",
     "ips_inline.detectors.stealth_scans",
     "ips_inline.detectors.syn_flood",
+    "ips_inline.rules.buffers",
+    "ips_inline.rules.match",
+    "ips_inline.rules.ruleset",
+    "ips_inline.rules.threshold",
 )
 GROUP = "ips_inline_native"  # mypyc's shared library: ips_inline_native__mypyc (served by _Finder)
 

@@ -12,7 +12,7 @@ the exhaustion is counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 STEP_BUDGET = 2048  # find/search attempts per rule and request (Suricata: 3000)
@@ -91,7 +91,7 @@ class IsDataAt:
 class Bsize:
     cmp: IntCmp
     buffer: str
-    relative: bool = field(default=False, init=False)
+    relative: bool = False  # bsize is never relative (mypyc skips init=False defaults)
 
 
 Item = Content | Pcre | IsDataAt | Bsize
@@ -235,7 +235,8 @@ def _retry_pcre(items: list[Item], i: int, it: Pcre, buf: bytes, lbuf: bytes, m:
             return True
         if it.anchored or m.start() + 1 > len(buf) or not budget.take():
             return False
-        m = _next(it, buf, m.start() + 1)
-        if m is None:
+        following = _next(it, buf, m.start() + 1)
+        if following is None:
             return False
+        m = following
     return False
