@@ -13,8 +13,10 @@ from ips_inline import heap
 
 @pytest.fixture(autouse=True)
 def _thaw() -> Iterator[None]:
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 class Node:
@@ -27,6 +29,15 @@ def test_settle_freezes_what_is_alive() -> None:
     assert heap.settle() > 0
     assert gc.get_freeze_count() >= 1
     assert keep.me is keep
+
+
+def test_full_collections_are_rarer() -> None:
+    """Each full collection walks every flow: while the table fills they
+    were 15% of the engine's time."""
+    young = gc.get_threshold()[0]
+    heap.settle()
+    assert gc.get_threshold() == (young, 10, heap.FULL_AFTER)
+    assert heap.FULL_AFTER > 10
 
 
 def test_a_reload_frees_what_the_last_settle_froze() -> None:
