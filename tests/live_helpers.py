@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from e2e_helpers import Victim, source
 from lab import REPO, Lab
 
@@ -21,6 +22,13 @@ LAB_PROBE = str(REPO / "tests" / "lab_probe.py")
 SQLI_ENC = "1%27%20OR%20%271%27%3D%271"  # 1' OR '1'='1, percent-encoded
 
 StartDaemon = Callable[..., Victim]
+
+
+@pytest.fixture(scope="module", name="web")
+def web_fixture(lab: Lab) -> Lab:
+    """The victim's web server for a module's tests; killed by lab.down()."""
+    lab.start_victim_http()
+    return lab
 
 
 @contextmanager
@@ -40,7 +48,8 @@ def daemons(lab: Lab, workdir: Path) -> Iterator[StartDaemon]:
         yield start
     finally:
         for victim in started:
-            if victim.proc is not None:
+            if victim.proc is not None:  # a test may have left it SIGSTOPped
+                lab.exec("victim", ["kill", "-CONT", str(victim.proc.pid)], check=False)
                 lab.kill(victim.proc)
         if started:
             started[0].ips("uninstall-rules", "--destroy-sets", check=False)

@@ -25,6 +25,11 @@ import pytest
 from conftest_lab import lab_fixture  # noqa: F401  (the `lab` fixture)
 from e2e_helpers import IPS, Victim, is_ip, label_values, source
 from lab import REPO, Lab
+from live_helpers import (
+    StartDaemon,
+    daemons,
+    web_fixture,  # noqa: F401  (the `web` fixture)
+)
 
 pytestmark = pytest.mark.netns
 
@@ -42,34 +47,14 @@ max_tracked = 2000
 # allocator slack, socket buffers and scrapes. Unbounded tables holding ~90k
 # sources would need ~90 MB.
 RSS_GROWTH_MAX_KIB = 12 * 1024
-StartDaemon = Callable[..., Victim]
-
-
-@pytest.fixture(scope="module")
-def web(lab: Lab) -> Lab:
-    lab.start_victim_http()  # killed by lab.down() at the end of the module
-    return lab
 
 
 @pytest.fixture
 def start_daemon(lab: Lab, web: Lab, tmp_path: Path) -> Iterator[StartDaemon]:
     """start_daemon(extra=..., live=..., env=...) -> a running Victim; stopped,
     rules and ban sets removed when the test ends."""
-    started: list[Victim] = []
-
-    def start(extra: str = "", live: str = "", env: dict[str, str] | None = None) -> Victim:
-        victim = Victim(lab, tmp_path, extra, live)
-        started.append(victim)
-        victim.start(env)
-        return victim
-
-    yield start
-    for victim in started:
-        if victim.proc is not None:
-            lab.exec("victim", ["kill", "-CONT", str(victim.proc.pid)], check=False)
-            lab.kill(victim.proc)
-    if started:
-        started[0].ips("uninstall-rules", "--destroy-sets", check=False)
+    with daemons(lab, tmp_path) as start:
+        yield start
 
 
 def client_gets(lab: Lab, *curl_args: str, timeout: int = 5) -> bool:

@@ -25,15 +25,16 @@ import pytest
 from conftest_lab import lab_fixture  # noqa: F401  (the `lab` fixture)
 from e2e_helpers import Victim
 from lab import Lab
-from live_helpers import StartDaemon, alerts_from, daemons, probe, probe_argv
+from live_helpers import (
+    StartDaemon,
+    alerts_from,
+    daemons,
+    probe,
+    probe_argv,
+    web_fixture,  # noqa: F401  (the `web` fixture)
+)
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture(scope="module")
-def web(lab: Lab) -> Lab:
-    lab.start_victim_http()  # killed by lab.down() at the end of the module
-    return lab
 
 
 @pytest.fixture
@@ -139,17 +140,11 @@ def test_a_1_mb_multipart_upload_and_a_soap_post_reach_the_server_whole(
 
 
 # -- a restart in the middle of a keep-alive connection ---------------------------------------
-@pytest.mark.parametrize("bypass_acks", [True, False])
-def test_a_daemon_restart_mid_keep_alive_bans_nobody_when_the_connection_closes(
-        lab: Lab, start_daemon: StartDaemon, bypass_acks: bool) -> None:
-    """A keep-alive connection answers one request; the daemon restarts (the
-    new one knows nothing of the connection); a second request on it is
-    answered and the connection closes cleanly, and nobody is banned or
-    alerted on. With bypass_acks off the new daemon also judges every ACK
-    and the FINs of the close itself."""
-    victim = start_daemon(f"[engine]\nbypass_acks = {str(bypass_acks).lower()}\n")
-    client = lab.popen("client", probe_argv("keepalive", lab.victim4, "80", "--timeout", "10"),
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+def restart_under_keepalive(lab: Lab, victim: Victim, argv: list[str]) -> dict:
+    """`lab_probe.py keepalive` gets its first answer and waits; the daemon is
+    restarted; the probe then sends its second request. Its result line."""
+    client = lab.popen("client", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert client.stdin is not None and client.stdout is not None
         assert json.loads(client.stdout.readline())["first"] == 200
@@ -162,6 +157,19 @@ def test_a_daemon_restart_mid_keep_alive_bans_nobody_when_the_connection_closes(
         client.wait(15)
     finally:
         lab.kill(client)
+    return result
+
+@pytest.mark.parametrize("bypass_acks", [True, False])
+def test_a_daemon_restart_mid_keep_alive_bans_nobody_when_the_connection_closes(
+        lab: Lab, start_daemon: StartDaemon, bypass_acks: bool) -> None:
+    """A keep-alive connection answers one request; the daemon restarts (the
+    new one knows nothing of the connection); a second request on it is
+    answered and the connection closes cleanly, and nobody is banned or
+    alerted on. With bypass_acks off the new daemon also judges every ACK
+    and the FINs of the close itself."""
+    victim = start_daemon(f"[engine]\nbypass_acks = {str(bypass_acks).lower()}\n")
+    result = restart_under_keepalive(lab, victim, probe_argv("keepalive", lab.victim4, "80",
+                                                              "--timeout", "10"))
     print(f"bypass_acks={bypass_acks}: {result}")
     assert result == {"statuses": [200, 200], "closed_cleanly": True}
     time.sleep(1.0)  # a ban would be applied off the verdict path
@@ -179,19 +187,7 @@ def test_a_daemon_restart_in_the_middle_of_a_request_cuts_that_connection(
     attack = "/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
     argv = probe_argv("keepalive", lab.victim4, "80", "--timeout", "3",
                       "--second", attack, "--split", str(len("GET /search")))
-    client = lab.popen("client", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert client.stdin is not None and client.stdout is not None
-        assert json.loads(client.stdout.readline())["first"] == 200
-        assert json.loads(client.stdout.readline())["waiting"]
-        victim.stop("TERM")
-        victim.start()
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        result = json.loads(client.stdout.readline())
-        client.wait(15)
-    finally:
-        lab.kill(client)
+    result = restart_under_keepalive(lab, victim, argv)
     assert result["statuses"] == [200, None]  # the rest of the request never arrived
     assert victim.metric("ips_inline_stream_errors_total", reason="mid_request") >= 1
     time.sleep(1.0)
